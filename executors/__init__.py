@@ -1,0 +1,37 @@
+"""Run a blocking script's functions on one of three executors, behind one API.
+
+- :class:`LocalExecutor`: each function at once, in the calling thread (debugging).
+- :class:`LocalDaskExecutor`: dask's local schedulers (threads, processes, synchronous).
+
+Switching is one line; ``submit``, ``map``, ``wait``, ``cancel`` and the signals in
+:mod:`executors.signals` are the same on each.
+"""
+
+from __future__ import annotations
+
+from . import exceptions, signals
+from ._base import Executor
+from ._context import should_run
+from ._future import Future, as_completed
+from ._local import LocalExecutor
+from ._local_dask import LocalDaskExecutor
+from ._logging import configure_logging
+from ._version import __version__
+from .exceptions import CancelledError, ConnectError
+from .signals import WorkerInfo
+
+__all__ = [
+    "CancelledError",
+    "ConnectError",
+    "Executor",
+    "Future",
+    "LocalDaskExecutor",
+    "LocalExecutor",
+    "WorkerInfo",
+    "__version__",
+    "as_completed",
+    "configure_logging",
+    "exceptions",
+    "should_run",
+    "signals",
+]

@@ -1,0 +1,108 @@
+"""The dispatcher: one thread per running executor that runs all user callbacks.
+
+Signal receivers and ``Future.add_done_callback`` callbacks never run where the event
+happened (the caller's ``submit``/``wait``, a worker thread, an event loop): the event is
+queued here and delivered in order on the dispatcher thread. So a receiver may call the
+executor's blocking API, and a slow receiver stalls nobody but later receivers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from blinker import NamedSignal
+
+from ._logging import get_logger
+
+__all__ = ["Dispatcher"]
+
+_STOP = object()
+
+
+class Dispatcher:
+    """A FIFO of signals and callbacks, delivered one by one on a thread of its own."""
+
+    def __init__(self, name: str, sender: object, logger: Any = None) -> None:
+        self._sender = sender
+        self._log = logger if logger is not None else get_logger(__name__)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Guards _closed, so nothing is queued behind the _STOP marker.
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._deliver_all, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def send(self, signal: NamedSignal, /, **kwargs: Any) -> None:
+        """Queue ``signal`` with ``kwargs``, unless nobody listens to it at all."""
+        if signal.receivers:
+            self._put((signal, kwargs))
+
+    def call(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Call ``fn(*args)`` on the dispatcher; inline when the dispatcher has closed."""
+        if not self._put((fn, args)):
+            self._invoke(fn, args)
+
+    def _put(self, item: tuple[Any, Any]) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._queue.put(item)
+            return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver everything queued, then end the thread.
+
+        Called from the dispatcher thread itself (a receiver stopping its executor), it
+        returns at once and the thread ends after the current delivery.
+
+        :raises RuntimeError: when the deliveries outlast ``timeout``.
+        """
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)
+        if threading.current_thread() is self._thread:
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._log.error("dispatcher_join_timeout", thread=self._thread.name, timeout=timeout)
+            raise RuntimeError(
+                f"signal receivers of {self._sender!r} still running after {timeout} s"
+            )
+
+    def _deliver_all(self) -> None:
+        get = self._queue.get
+        while (item := get()) is not _STOP:
+            target, payload = item
+            if isinstance(target, NamedSignal):
+                self._send(target, payload)
+            else:
+                self._invoke(target, payload)
+
+    def _send(self, signal: NamedSignal, kwargs: dict[str, Any]) -> None:
+        # blinker's Signal.send stops at the first receiver that raises; call them one by
+        # one so that every receiver gets the event.
+        for receiver in signal.receivers_for(self._sender):
+            if inspect.iscoroutinefunction(receiver):
+                self._log.error(
+                    "coroutine_receiver_rejected", signal=signal.name, receiver=repr(receiver)
+                )
+                continue
+            try:
+                receiver(self._sender, **kwargs)
+            except Exception:
+                self._log.exception("receiver_failed", signal=signal.name, receiver=repr(receiver))
+
+    def _invoke(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            self._log.exception("callback_failed", callback=repr(fn))

@@ -1,0 +1,255 @@
+"""``Future``, the handle ``submit`` returns on every executor, and ``as_completed``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
+
+from .exceptions import CancelledError
+
+__all__ = ["CANCELLED", "ERROR", "FINISHED", "PENDING", "Future", "as_completed"]
+
+T = TypeVar("T")
+
+PENDING = "pending"
+FINISHED = "finished"
+ERROR = "error"
+CANCELLED = "cancelled"
+
+# One lock for every Future's state change: each critical section is a few attribute
+# writes, so sharing it costs less than a lock per Future.
+_state_lock = threading.Lock()
+
+
+class _Owner(Protocol):
+    """What a Future needs from the run that made it."""
+
+    def prepare(self, futures: Iterable[Future[Any]]) -> None: ...
+
+    def cancel_future(self, future: Future[Any]) -> bool: ...
+
+    def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None: ...
+
+
+class _Waiter:
+    """Wakes one blocked caller when ``count`` Futures are done, or at the first failure."""
+
+    __slots__ = ("_count", "_fail_fast", "_lock", "event", "failed")
+
+    def __init__(self, count: int, fail_fast: bool = False) -> None:
+        self._count = count
+        self._fail_fast = fail_fast
+        self._lock = threading.Lock()
+        self.event = threading.Event()
+        self.failed: Future[Any] | None = None
+
+    def notify(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._count -= 1
+            if future._state != FINISHED and self.failed is None:
+                self.failed = future
+            if self._count <= 0 or (self._fail_fast and self.failed is not None):
+                self.event.set()
+
+
+class _QueueWaiter:
+    """Collects Futures as they finish, for ``as_completed``."""
+
+    __slots__ = ("_done", "_event", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._done: list[Future[Any]] = []
+
+    def notify(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._done.append(future)
+            self._event.set()
+
+    def take(self, timeout: float | None) -> list[Future[Any]]:
+        self._event.wait(timeout)
+        with self._lock:
+            done, self._done = self._done, []
+            self._event.clear()
+        return done
+
+
+class Future(Generic[T]):
+    """The result of one submitted task, as ``concurrent.futures.Future`` has it.
+
+    Results are held once computed (or fetched, on Dask) and can be read again.
+    ``add_done_callback`` callbacks run on the executor's dispatcher thread.
+    """
+
+    __slots__ = ("__weakref__", "_callbacks", "_key", "_owner", "_state", "_value", "_waiters")
+
+    def __init__(
+        self, key: str, owner: _Owner, state: str = PENDING, value: Any = None
+    ) -> None:
+        self._key = key
+        self._owner = owner
+        self._state = state
+        self._value = value
+        self._waiters: list[Any] | None = None
+        self._callbacks: list[Callable[[Future[T]], Any]] | None = None
+
+    @property
+    def key(self) -> str:
+        """The task's unique key, ``"{name}-{uuid4 hex}"``."""
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"<executors.Future {self._key!r} {self._state}>"
+
+    def done(self) -> bool:
+        """True once the task finished, failed or was cancelled."""
+        return self._state is not PENDING
+
+    def cancelled(self) -> bool:
+        """True if the Future ended cancelled."""
+        return self._state is CANCELLED
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not finished; False once it has (its result stays)."""
+        state = self._state
+        if state is not PENDING:
+            return state is CANCELLED
+        return self._owner.cancel_future(self)
+
+    def result(self, timeout: float | None = None) -> T:
+        """The task's return value, waiting up to ``timeout`` seconds for it.
+
+        :raises TimeoutError: when the task is not done within ``timeout``.
+        :raises executors.CancelledError: when the Future was cancelled.
+        :raises Exception: the task's own exception, with its traceback.
+        """
+        if self._state is PENDING:
+            self._wait(timeout)
+        if self._state is FINISHED:
+            return self._value  # type: ignore[no-any-return]
+        raise self._value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The task's exception, or None if it succeeded.
+
+        :raises TimeoutError: when the task is not done within ``timeout``.
+        :raises executors.CancelledError: when the Future was cancelled.
+        """
+        if self._state is PENDING:
+            self._wait(timeout)
+        if self._state is CANCELLED:
+            raise self._value
+        return self._value if self._state is ERROR else None  # type: ignore[no-any-return]
+
+    def add_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
+        """Call ``fn(future)`` on the dispatcher thread once the Future is done."""
+        with _state_lock:
+            if self._state is PENDING:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        self._owner.call_soon(fn, self)
+
+    # -- for executors ----------------------------------------------------------------
+
+    def _wait(self, timeout: float | None) -> None:
+        self._owner.prepare((self,))
+        waiter = _Waiter(1)
+        if self._add_waiter(waiter) and not waiter.event.wait(timeout):
+            self._remove_waiter(waiter)
+            if self._state is PENDING:
+                raise TimeoutError(f"task {self._key!r} not done after {timeout} s")
+
+    def _add_waiter(self, waiter: Any) -> bool:
+        """Register ``waiter``; False (and not registered) if already done."""
+        with _state_lock:
+            if self._state is not PENDING:
+                return False
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            return True
+
+    def _remove_waiter(self, waiter: Any) -> None:
+        with _state_lock:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _settle(self, state: str, value: Any) -> bool:
+        """Move to a final state; False if another thread settled it first."""
+        with _state_lock:
+            if self._state is not PENDING:
+                return False
+            self._state = state
+            self._value = value
+            waiters, self._waiters = self._waiters, None
+            callbacks, self._callbacks = self._callbacks, None
+        if waiters:
+            for waiter in waiters:
+                waiter.notify(self)
+        if callbacks:
+            for fn in callbacks:
+                self._owner.call_soon(fn, self)
+        return True
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def prepare_all(futures: Iterable[Future[Any]]) -> None:
+    """Ask each run to get its pending Futures computed (lazy executors need this)."""
+    by_owner: dict[int, tuple[_Owner, list[Future[Any]]]] = {}
+    for future in futures:
+        if future._state is PENDING:
+            by_owner.setdefault(id(future._owner), (future._owner, []))[1].append(future)
+    for owner, pending in by_owner.values():
+        owner.prepare(pending)
+
+
+def as_completed(
+    futures: Iterable[Future[T]], timeout: float | None = None
+) -> Iterator[Future[T]]:
+    """Yield the Futures as they finish (those already done first).
+
+    :raises TimeoutError: when some are not done within ``timeout`` seconds of the call.
+    """
+    deadline = _deadline(timeout)
+    unique = list(dict.fromkeys(futures))
+    prepare_all(unique)
+    waiter = _QueueWaiter()
+    pending: set[Future[T]] = set()
+    ready: list[Future[T]] = []
+    for future in unique:
+        (pending.add(future) if future._add_waiter(waiter) else ready.append(future))
+    return _yield_completed(ready, pending, waiter, deadline, timeout, len(unique))
+
+
+def _yield_completed(
+    ready: list[Future[T]],
+    pending: set[Future[T]],
+    waiter: _QueueWaiter,
+    deadline: float | None,
+    timeout: float | None,
+    total: int,
+) -> Iterator[Future[T]]:
+    try:
+        yield from ready
+        while pending:
+            done = waiter.take(_remaining(deadline))
+            if not done and deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{len(pending)} of {total} futures not done after {timeout} s")
+            for future in done:
+                pending.discard(future)
+                yield future
+    finally:
+        for future in pending:
+            future._remove_waiter(waiter)

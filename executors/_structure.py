@@ -1,0 +1,52 @@
+"""Finding and replacing Futures inside nested arguments and ``wait`` structures.
+
+Walked: lists, tuples (named tuples too), sets, frozensets and dict values, nested to
+any depth. Anything else is a leaf, as in Dask.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from ._future import Future
+
+__all__ = ["find_futures", "replace_futures"]
+
+_SEQUENCES = (list, tuple, set, frozenset)
+
+
+def find_futures(obj: Any, found: dict[Future[Any], None]) -> None:
+    """Add every Future inside ``obj`` to ``found`` (an ordered set)."""
+    if isinstance(obj, Future):
+        found[obj] = None
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            find_futures(value, found)
+    elif isinstance(obj, _SEQUENCES):
+        for value in obj:
+            find_futures(value, found)
+
+
+def replace_futures(obj: Any, replace: Callable[[Any], Any], kind: type = Future) -> Any:
+    """A copy of ``obj`` with every instance ``f`` of ``kind`` (a Future unless said
+    otherwise) replaced by ``replace(f)``."""
+    if isinstance(obj, kind):
+        return replace(obj)
+    if isinstance(obj, dict):
+        if type(obj) is dict:
+            return {key: replace_futures(value, replace, kind) for key, value in obj.items()}
+        new = copy.copy(obj)
+        for key, value in obj.items():
+            new[key] = replace_futures(value, replace, kind)
+        return new
+    if isinstance(obj, _SEQUENCES):
+        items = [replace_futures(value, replace, kind) for value in obj]
+        kind = type(obj)
+        if kind is list:
+            return items
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+            return kind(*items)
+        return kind(items)
+    return obj

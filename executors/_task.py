@@ -1,0 +1,162 @@
+"""What ``submit`` learns about a task: its key and its ``extra_context`` options."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._future import Future
+
+__all__ = ["EXTRA_CONTEXT_KEYS", "Task", "TaskOptions", "task_options"]
+
+EXTRA_CONTEXT_KEYS = frozenset(
+    {"task_name", "task_full_name", "map_index", "tags", "key", "retries", "priority"}
+)
+RESOURCE_TAG_PREFIX = "dask-resource:"
+
+
+class TaskOptions:
+    """Validated ``extra_context``: the key, and what Dask applies (resources, ...)."""
+
+    __slots__ = ("key", "name", "priority", "resources", "retries", "tags")
+
+    def __init__(
+        self,
+        key: str,
+        name: str,
+        tags: tuple[str, ...] = (),
+        resources: dict[str, float] | None = None,
+        retries: int | None = None,
+        priority: int | None = None,
+    ) -> None:
+        self.key = key
+        self.name = name
+        self.tags = tags
+        self.resources = resources
+        self.retries = retries
+        self.priority = priority
+
+
+class Task:
+    """One submitted call: ``fn(*args, **kwargs)`` and the Futures it depends on."""
+
+    __slots__ = ("args", "deps", "fn", "future", "kwargs", "options")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deps: tuple[Future[Any], ...],
+        options: TaskOptions,
+        future: Future[Any],
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.deps = deps
+        self.options = options
+        self.future = future
+
+
+def function_name(fn: Callable[..., Any]) -> str:
+    """``fn.__name__``, looking through ``functools.partial`` and callable objects."""
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return name
+    inner = getattr(fn, "func", None)
+    if inner is not None and inner is not fn:
+        return function_name(inner)
+    return type(fn).__name__
+
+
+def new_key(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex}"
+
+
+def _int_option(extra_context: Mapping[str, Any], name: str, minimum: int | None) -> int | None:
+    value = extra_context.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"extra_context[{name!r}] must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"extra_context[{name!r}] must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _str_option(extra_context: Mapping[str, Any], name: str) -> str | None:
+    value = extra_context.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"extra_context[{name!r}] must be a str, got {value!r}")
+    return value
+
+
+def parse_resource_tag(tag: str) -> tuple[str, float]:
+    """``"dask-resource:GPU=1"`` -> ``("GPU", 1.0)``.
+
+    :raises ValueError: naming the tag when it is not ``dask-resource:NAME=AMOUNT``.
+    """
+    name, sep, amount = tag[len(RESOURCE_TAG_PREFIX) :].partition("=")
+    try:
+        number = float(amount)
+    except ValueError:
+        number = math.nan
+    if not sep or not name.strip() or not math.isfinite(number) or number < 0:
+        raise ValueError(
+            f"malformed resource tag {tag!r}: expected 'dask-resource:NAME=AMOUNT' with a "
+            "non-negative number, e.g. 'dask-resource:GPU=1'"
+        )
+    return name.strip(), number
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"extra_context['tags'] must be an iterable of str, got {value!r}")
+    tags = tuple(value)
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise ValueError(f"extra_context['tags'] must hold only str, got {tag!r}")
+    return tags
+
+
+def task_options(fn: Callable[..., Any], extra_context: Mapping[str, Any] | None) -> TaskOptions:
+    """Validate ``extra_context`` and name the task (SPEC §3).
+
+    :raises ValueError: for unknown keys or a malformed value, naming it.
+    """
+    if not extra_context:
+        name = function_name(fn)
+        return TaskOptions(new_key(name), name)
+    if not isinstance(extra_context, Mapping):
+        raise ValueError(f"extra_context must be a mapping, got {extra_context!r}")
+    unknown = set(extra_context) - EXTRA_CONTEXT_KEYS
+    if unknown:
+        raise ValueError(
+            f"unknown extra_context key(s) {sorted(map(str, unknown))}; "
+            f"valid keys are {sorted(EXTRA_CONTEXT_KEYS)}"
+        )
+    task_name = _str_option(extra_context, "task_name")
+    full_name = _str_option(extra_context, "task_full_name")
+    key = _str_option(extra_context, "key")
+    map_index = _int_option(extra_context, "map_index", 0)
+    retries = _int_option(extra_context, "retries", 0)
+    priority = _int_option(extra_context, "priority", None)
+    tags = _tags(extra_context.get("tags"))
+    resources: dict[str, float] | None = None
+    for tag in tags:
+        if tag.startswith(RESOURCE_TAG_PREFIX):
+            resource, amount = parse_resource_tag(tag)
+            resources = resources or {}
+            resources[resource] = amount
+    if full_name is not None:
+        name = full_name
+    else:
+        name = task_name if task_name is not None else function_name(fn)
+        if map_index is not None:
+            name = f"{name}[{map_index}]"
+    return TaskOptions(key or new_key(name), name, tags, resources, retries, priority)
