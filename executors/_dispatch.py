@@ -33,6 +33,7 @@ class Dispatcher:
         # Guards _closed, so nothing is queued behind the _STOP marker.
         self._lock = threading.Lock()
         self._closed = False
+        self.queued = 0  # items ever queued: how tests see that an unheard signal is free
         self._thread = threading.Thread(target=self._deliver_all, name=name, daemon=True)
         self._thread.start()
 
@@ -55,6 +56,7 @@ class Dispatcher:
             if self._closed:
                 return False
             self._queue.put(item)
+            self.queued += 1
             return True
 
     def close(self, timeout: float | None = None) -> None:
