@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import multiprocessing.connection
 import queue
 import threading
 import traceback
@@ -47,6 +48,9 @@ SCHEDULERS = {
 }
 
 _STOP = object()
+
+# Seconds a terminated worker process gets to end before it is killed.
+TERMINATE_TIMEOUT = 5.0
 
 
 class _Ref:
@@ -308,11 +312,17 @@ def _skip_check(run: Run, future: Future[Any]) -> Callable[[], bool]:
 
 
 def _terminate(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """End a process pool's workers now, running tasks included."""
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
+    """End a process pool's workers now, running tasks included, and wait until they
+    are gone (the pool's own thread reaps them)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         process.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
+    sentinels = {process.sentinel: process for process in processes}
+    ended = multiprocessing.connection.wait(list(sentinels), timeout=TERMINATE_TIMEOUT)
+    for sentinel, process in sentinels.items():
+        if sentinel not in ended:
+            process.kill()
 
 
 class LocalDaskExecutor(Executor):

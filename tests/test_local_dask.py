@@ -1,0 +1,163 @@
+"""LocalDaskExecutor specifics (SPEC §3.2)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import threading
+import time
+
+import dask
+import dask.system
+import psutil
+import pytest
+import tasks
+
+from executors import CancelledError, LocalDaskExecutor, signals
+
+
+class TestSettings:
+    @pytest.mark.parametrize(
+        ("given", "canonical"),
+        [
+            ("threads", "threads"), ("threading", "threads"), ("THREADS", "threads"),
+            ("processes", "processes"), ("multiprocessing", "processes"),
+            ("synchronous", "synchronous"), ("sync", "synchronous"), ("Single-Threaded", "synchronous"),
+        ],
+    )
+    def test_scheduler_aliases(self, given: str, canonical: str) -> None:
+        assert LocalDaskExecutor(given).scheduler == canonical
+
+    def test_unknown_scheduler_lists_the_valid_names(self) -> None:
+        with pytest.raises(ValueError, match=r"scheduler must be one of .*'processes'.*got 'gpu'"):
+            LocalDaskExecutor("gpu")
+
+    @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+    def test_bad_num_workers(self, bad: object) -> None:
+        with pytest.raises(ValueError, match="num_workers"):
+            LocalDaskExecutor(num_workers=bad)  # type: ignore[arg-type]
+
+    def test_num_workers_defaults_to_cpu_count(self) -> None:
+        assert LocalDaskExecutor("threads").num_workers == dask.system.CPU_COUNT
+        assert LocalDaskExecutor("threads", num_workers=3).num_workers == 3
+
+    def test_equality_compares_canonical_settings(self) -> None:
+        assert LocalDaskExecutor("threading") == LocalDaskExecutor("threads")
+        assert LocalDaskExecutor("threads") != LocalDaskExecutor("processes")
+        assert LocalDaskExecutor(foo=1) != LocalDaskExecutor(foo=2)
+
+    def test_dask_config_is_applied_while_computing(self) -> None:
+        with LocalDaskExecutor("threads", executors_test__value=7) as ex:
+            future = ex.submit(dask.config.get, "executors_test.value", None)
+            assert future.result(timeout=30) == 7
+        assert dask.config.get("executors_test.value", None) is None
+
+
+class TestLaziness:
+    def test_submit_records_and_wait_computes(self) -> None:
+        calls: list[int] = []
+        with LocalDaskExecutor("threads") as ex:
+            future = ex.submit(calls.append, 1)
+            time.sleep(0.1)
+            assert calls == [] and not future.done()
+            ex.wait(future)
+            assert calls == [1]
+
+    def test_one_wait_computes_everything_pending(self, tmp_path: pathlib.Path) -> None:
+        with LocalDaskExecutor("threads") as ex:
+            first = ex.submit(tasks.inc, 1)
+            other = ex.submit(tasks.touch, str(tmp_path / "other"))
+            first.result(timeout=30)
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "other").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)  # 'other' is never waited for: only the shared graph runs it
+            assert (tmp_path / "other").exists()
+            assert other.result(timeout=30) is None
+
+    def test_a_task_computes_once_however_many_waits_reach_it(self) -> None:
+        calls: list[int] = []
+        with LocalDaskExecutor("threads") as ex:
+            future = ex.submit(calls.append, 1)
+            later = ex.submit(tasks.echo, future)
+            for _ in range(3):
+                ex.wait([future, later])
+            assert ex.submit(tasks.echo, future).result(timeout=30) == ((None,), {})
+        assert calls == [1]
+
+    def test_a_task_waiting_on_its_own_run_raises(self) -> None:
+        with LocalDaskExecutor("threads") as ex:
+            inner = ex.submit(lambda: ex.wait(ex.submit(tasks.inc, 1)))
+            with pytest.raises(RuntimeError, match="cannot wait for other tasks"):
+                inner.result(timeout=30)
+
+
+class TestProcesses:
+    def test_small_workloads_are_not_chunked(self, tmp_path: pathlib.Path) -> None:
+        with LocalDaskExecutor("processes", num_workers=2) as ex:
+            met = ex.wait([ex.submit(tasks.rendezvous, str(tmp_path), name, 1, 20) for name in "ab"])
+        assert met == [True, True]  # both ran at once, in two processes
+
+    def test_task_error_keeps_the_remote_traceback(self) -> None:
+        with LocalDaskExecutor("processes", num_workers=1) as ex:
+            error = ex.submit(tasks.fail, "far away").exception(timeout=60)
+        assert isinstance(error, ZeroDivisionError)
+        assert "in fail" in str(error.__cause__)
+
+    def test_cancel_terminates_running_task_processes(self, tmp_path: pathlib.Path) -> None:
+        pid_file = tmp_path / "pid"
+        with LocalDaskExecutor("processes", num_workers=1) as ex:
+            future = ex.submit(tasks.write_pid_and_sleep, str(pid_file), 30)
+            ex._run.backend.flush()  # type: ignore[union-attr]
+            pid = _wait_for_pid(pid_file)
+            ex.cancel("stop now")
+            with pytest.raises(CancelledError):
+                future.result(timeout=10)
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+    def test_ctrl_c_in_wait_ends_the_task_process_within_3_s(self, tmp_path: pathlib.Path) -> None:
+        pid_file = tmp_path / "pid"
+        executor = LocalDaskExecutor("processes", num_workers=1)
+        cancelled: list[str] = []
+
+        def on_cancel(sender: object, *, reason: str, **extra: object) -> None:
+            cancelled.append(reason)
+
+        def interrupt_when_running() -> None:
+            _wait_for_pid(pid_file)
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
+
+        with signals.run_cancelled.connected_to(on_cancel, sender=executor):
+            with pytest.raises(KeyboardInterrupt):
+                with executor:
+                    future = executor.submit(tasks.write_pid_and_sleep, str(pid_file), 30)
+                    threading.Thread(target=interrupt_when_running, daemon=True).start()
+                    executor.wait(future)
+            interrupted = time.monotonic()
+        pid = int(pid_file.read_text())
+        while psutil.pid_exists(pid) and time.monotonic() - interrupted < 3:
+            time.sleep(0.02)
+        assert not psutil.pid_exists(pid)
+        assert future.cancelled() and cancelled == ["KeyboardInterrupt"]
+
+
+class TestThreads:
+    def test_cancel_drops_queued_tasks(self, tmp_path: pathlib.Path) -> None:
+        with LocalDaskExecutor("threads", num_workers=1) as ex:
+            blocker = ex.submit(tasks.sleep_then, 0.3)
+            queued = [ex.submit(tasks.touch, str(tmp_path / str(i)), blocker) for i in range(5)]
+            ex._run.backend.flush()  # type: ignore[union-attr]
+            time.sleep(0.05)
+            ex.cancel()
+        time.sleep(0.5)
+        assert blocker.cancelled() and all(f.cancelled() for f in queued)
+        assert list(tmp_path.iterdir()) == []
+
+
+def _wait_for_pid(path: pathlib.Path, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return int(path.read_text())
+        time.sleep(0.01)
+    raise AssertionError(f"no pid in {path} after {timeout} s")
