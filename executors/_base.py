@@ -95,7 +95,9 @@ class Run:
                 return self.settle(future, ERROR, dep._value)
             if dep._state is CANCELLED:
                 return self.settle(
-                    future, CANCELLED, CancelledError(future._key, f"dependency {dep._key} was cancelled")
+                    future,
+                    CANCELLED,
+                    CancelledError(future._key, f"dependency {dep._key} was cancelled"),
                 )
         return False
 
@@ -334,7 +336,7 @@ class Executor(abc.ABC):
                 )
         futures = [
             self.submit(fn, *items, extra_context={**context, "map_index": index})
-            for index, items in enumerate(zip(*iterables))
+            for index, items in enumerate(zip(*iterables, strict=False))
         ]
         return self._map_results(futures, deadline)
 
@@ -434,4 +436,3 @@ class Executor(abc.ABC):
 
     def _close(self, run: Run, cancelled: bool) -> None:
         """Release what ``_open`` made; unless ``cancelled``, finish the submitted work."""
-

@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
-from .exceptions import CancelledError
-
 __all__ = ["CANCELLED", "ERROR", "FINISHED", "PENDING", "Future", "as_completed"]
 
 T = TypeVar("T")
@@ -86,9 +84,7 @@ class Future(Generic[T]):
 
     __slots__ = ("__weakref__", "_callbacks", "_key", "_owner", "_state", "_value", "_waiters")
 
-    def __init__(
-        self, key: str, owner: _Owner, state: str = PENDING, value: Any = None
-    ) -> None:
+    def __init__(self, key: str, owner: _Owner, state: str = PENDING, value: Any = None) -> None:
         self._key = key
         self._owner = owner
         self._state = state
@@ -142,7 +138,7 @@ class Future(Generic[T]):
             self._wait(timeout)
         if self._state is CANCELLED:
             raise self._value
-        return self._value if self._state is ERROR else None  # type: ignore[no-any-return]
+        return self._value if self._state is ERROR else None
 
     def add_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
         """Call ``fn(future)`` on the dispatcher thread once the Future is done."""
@@ -215,9 +211,7 @@ def prepare_all(futures: Iterable[Future[Any]]) -> None:
         owner.prepare(pending)
 
 
-def as_completed(
-    futures: Iterable[Future[T]], timeout: float | None = None
-) -> Iterator[Future[T]]:
+def as_completed(futures: Iterable[Future[T]], timeout: float | None = None) -> Iterator[Future[T]]:
     """Yield the Futures as they finish (those already done first).
 
     :raises TimeoutError: when some are not done within ``timeout`` seconds of the call.

@@ -122,14 +122,17 @@ class _Call:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Only the processes scheduler pickles a call; there nothing can be skipped.
-        return (_Call, (self.fn, *self.args, self.dep_keys, self.known, TaskContext(None), None, True))
+        return (
+            _Call,
+            (self.fn, *self.args, self.dep_keys, self.known, TaskContext(None), None, True),
+        )
 
 
 def _execute(call: _Call, *dep_results: Any) -> Any:
     """Run one task where dask's scheduler placed it (a thread, a process, or inline)."""
     values = call.known
     if dep_results:
-        values = {**values, **dict(zip(call.dep_keys, dep_results))}
+        values = {**values, **dict(zip(call.dep_keys, dep_results, strict=True))}
     for value in values.values():
         if value is _SKIPPED or isinstance(value, _Failure):
             return value
@@ -175,7 +178,8 @@ class _Graphs:
             )
         elif self.scheduler == "processes":
             self.pool = concurrent.futures.ProcessPoolExecutor(
-                executor.num_workers, mp_context=dask.multiprocessing.get_context()
+                executor.num_workers,
+                mp_context=dask.multiprocessing.get_context(),  # type: ignore[no-untyped-call]
             )
         self.driver = threading.Thread(
             target=self.drive, name=f"executors-compute-{id(executor):x}", daemon=True
@@ -228,14 +232,20 @@ class _Graphs:
         if not graph:
             return
         keys = list(graph)
-        callbacks = [Callback(posttask=self._posttask)._callback]
+        callbacks = [Callback(posttask=self._posttask)._callback]  # type: ignore[no-untyped-call]
         try:
-            with dask.config.set(self.dask_config) if self.dask_config else contextlib.nullcontext():
+            with (
+                dask.config.set(self.dask_config) if self.dask_config else contextlib.nullcontext()
+            ):
                 if self.scheduler == "threads":
                     dask.threaded.get(graph, keys, pool=self.pool, callbacks=callbacks)
                 elif self.scheduler == "processes":
                     dask.multiprocessing.get(
-                        graph, keys, pool=self.pool, chunksize=1, optimize_graph=False,
+                        graph,
+                        keys,
+                        pool=self.pool,
+                        chunksize=1,
+                        optimize_graph=False,
                         callbacks=callbacks,
                     )
                 else:
@@ -299,7 +309,10 @@ class _Graphs:
         if cancelled:
             # A thread cannot be stopped: running tasks are left to finish on their own.
             if self.pool is not None:
-                self.pool.shutdown(wait=isinstance(self.pool, concurrent.futures.ProcessPoolExecutor), cancel_futures=True)
+                self.pool.shutdown(
+                    wait=isinstance(self.pool, concurrent.futures.ProcessPoolExecutor),
+                    cancel_futures=True,
+                )
             return
         self.driver.join()
         if self.pool is not None:
@@ -318,6 +331,8 @@ def _terminate(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     for process in processes:
         process.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
+    if not processes:
+        return
     sentinels = {process.sentinel: process for process in processes}
     ended = multiprocessing.connection.wait(list(sentinels), timeout=TERMINATE_TIMEOUT)
     for sentinel, process in sentinels.items():
@@ -343,9 +358,7 @@ class LocalDaskExecutor(Executor):
         super().__init__()
         name = scheduler.lower() if isinstance(scheduler, str) else None
         if name not in SCHEDULERS:
-            raise ValueError(
-                f"scheduler must be one of {sorted(SCHEDULERS)}, got {scheduler!r}"
-            )
+            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {scheduler!r}")
         if num_workers is not None and (
             isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
         ):

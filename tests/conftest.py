@@ -87,5 +87,10 @@ class Recorder:
 
     def __call__(self, sender: object, **kwargs: Any) -> None:
         self.calls.append(
-            {"signal": self.name, "thread": threading.current_thread().name, "sender": sender, **kwargs}
+            {
+                "signal": self.name,
+                "thread": threading.current_thread().name,
+                "sender": sender,
+                **kwargs,
+            }
         )

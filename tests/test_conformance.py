@@ -8,7 +8,6 @@ import pathlib
 import pickle
 import re
 import threading
-import time
 import traceback
 from typing import Any
 
@@ -24,11 +23,7 @@ Point = collections.namedtuple("Point", "x y")
 
 
 def _all_signals() -> list[Any]:
-    return [
-        getattr(signals, name)
-        for name in signals.__all__
-        if name != "WorkerInfo"
-    ]
+    return [getattr(signals, name) for name in signals.__all__ if name != "WorkerInfo"]
 
 
 class TestLifecycle:
@@ -112,7 +107,9 @@ class TestLifecycle:
 
 class TestArguments:
     def test_kwargs_reach_fn_unchanged_whatever_their_names(self, ex: Executor) -> None:
-        names = dict(key="k", pure=False, resources={"GPU": 1}, retries=3, workers=["w"], priority=9)
+        names = dict(
+            key="k", pure=False, resources={"GPU": 1}, retries=3, workers=["w"], priority=9
+        )
         assert ex.submit(tasks.echo, 1, **names).result(timeout=30) == ((1,), names)
 
     def test_future_argument_is_resolved(self, ex: Executor) -> None:
@@ -130,7 +127,9 @@ class TestArguments:
         assert isinstance(args[2], Point)
         assert kwargs == {"deep": {"x": [[2]]}}
 
-    def test_dependent_of_failed_task_fails_with_its_error(self, ex: Executor, tmp_path: pathlib.Path) -> None:
+    def test_dependent_of_failed_task_fails_with_its_error(
+        self, ex: Executor, tmp_path: pathlib.Path
+    ) -> None:
         failed = ex.submit(tasks.fail, "first")
         marker = tmp_path / "ran"
         dependent = ex.submit(tasks.touch, str(marker), failed)
@@ -157,7 +156,9 @@ class TestKeys:
         assert KEY.match(future.key).group("name") == "load[3]"  # type: ignore[union-attr]
 
     def test_task_full_name_is_used_as_given(self, ex: Executor) -> None:
-        future = ex.submit(tasks.inc, 1, extra_context={"task_full_name": "flow.load", "map_index": 3})
+        future = ex.submit(
+            tasks.inc, 1, extra_context={"task_full_name": "flow.load", "map_index": 3}
+        )
         assert KEY.match(future.key).group("name") == "flow.load"  # type: ignore[union-attr]
 
     def test_explicit_key_is_used_as_is(self, ex: Executor) -> None:
@@ -180,9 +181,18 @@ class TestKeys:
         assert ex.submit(tasks.inc, 1, extra_context=context).result(timeout=30) == 2
 
     @pytest.mark.parametrize(
-        "context", [{"retries": -1}, {"retries": "2"}, {"priority": 1.5}, {"map_index": True}, {"tags": "GPU"}]
+        "context",
+        [
+            {"retries": -1},
+            {"retries": "2"},
+            {"priority": 1.5},
+            {"map_index": True},
+            {"tags": "GPU"},
+        ],
     )
-    def test_bad_option_values_raise_value_error(self, ex: Executor, context: dict[str, Any]) -> None:
+    def test_bad_option_values_raise_value_error(
+        self, ex: Executor, context: dict[str, Any]
+    ) -> None:
         with pytest.raises(ValueError, match=next(iter(context))):
             ex.submit(tasks.inc, 1, extra_context=context)
 
@@ -219,7 +229,9 @@ class TestMapAndWait:
         text = "".join(traceback.format_exception(info.value))
         assert "in fail" in text  # the task's own frame is kept
 
-    def test_wait_timeout_raises_and_leaves_the_task_running(self, ex: Executor, kind: Kind) -> None:
+    def test_wait_timeout_raises_and_leaves_the_task_running(
+        self, ex: Executor, kind: Kind
+    ) -> None:
         future = ex.submit(tasks.sleep_then, 0.5, "late")
         if kind.inline:
             assert ex.wait(future, timeout=0) == "late"  # already ran inside submit
@@ -286,8 +298,10 @@ class TestCancellation:
     def test_cancel_sends_run_cancelled_once_and_refuses_new_work(self, kind: Kind) -> None:
         executor = kind()
         cancelled, stopped = Recorder("run_cancelled"), Recorder("stopped")
-        with signals.run_cancelled.connected_to(cancelled, sender=executor), \
-                signals.executor_stopped.connected_to(stopped, sender=executor):
+        with (
+            signals.run_cancelled.connected_to(cancelled, sender=executor),
+            signals.executor_stopped.connected_to(stopped, sender=executor),
+        ):
             with executor:
                 assert executor.cancel("enough") is True
                 assert executor.cancel("again") is False
@@ -303,8 +317,10 @@ class TestCancellation:
             pytest.skip("its Futures are never pending")
         executor = kind()
         task_cancelled, finished = Recorder("task_cancelled"), Recorder("task_finished")
-        with signals.task_cancelled.connected_to(task_cancelled, sender=executor), \
-                signals.task_finished.connected_to(finished, sender=executor):
+        with (
+            signals.task_cancelled.connected_to(task_cancelled, sender=executor),
+            signals.task_finished.connected_to(finished, sender=executor),
+        ):
             with executor:
                 futures = [executor.submit(tasks.touch, str(tmp_path / str(i))) for i in range(3)]
                 executor.cancel("stop")
@@ -333,7 +349,9 @@ class TestCancellation:
     def test_should_run_is_true_outside_a_task(self) -> None:
         assert should_run() is True
 
-    def test_should_run_turns_false_inside_a_task_once_cancelled(self, ex: Executor, kind: Kind) -> None:
+    def test_should_run_turns_false_inside_a_task_once_cancelled(
+        self, ex: Executor, kind: Kind
+    ) -> None:
         if not kind.in_process:
             pytest.skip("the task runs in another process, which a cancel terminates")
 
@@ -359,8 +377,10 @@ class TestSignals:
         order: list[str] = []
         receivers = {}
         for signal in _all_signals():
+
             def receiver(sender: object, _name: str = signal.name, **kwargs: Any) -> None:
                 order.append(_name)
+
             receivers[signal.name] = receiver
             signal.connect(receiver, sender=executor)
         try:
@@ -382,7 +402,12 @@ class TestSignals:
             with executor:
                 pass
         assert started.calls == [
-            {"signal": "started", "thread": started.calls[0]["thread"], "sender": executor, "dashboard_link": None}
+            {
+                "signal": "started",
+                "thread": started.calls[0]["thread"],
+                "sender": executor,
+                "dashboard_link": None,
+            }
         ]
 
     def test_receivers_run_on_the_dispatcher_thread(self, kind: Kind) -> None:
@@ -414,8 +439,10 @@ class TestSignals:
         def bad(sender: object, **kwargs: Any) -> None:
             raise RuntimeError("receiver broke")
 
-        with signals.task_finished.connected_to(bad, sender=executor), \
-                signals.task_finished.connected_to(good, sender=executor):
+        with (
+            signals.task_finished.connected_to(bad, sender=executor),
+            signals.task_finished.connected_to(good, sender=executor),
+        ):
             with executor:
                 executor.submit(tasks.inc, 1).result(timeout=30)
         assert len(good.calls) == 1

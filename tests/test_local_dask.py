@@ -21,9 +21,14 @@ class TestSettings:
     @pytest.mark.parametrize(
         ("given", "canonical"),
         [
-            ("threads", "threads"), ("threading", "threads"), ("THREADS", "threads"),
-            ("processes", "processes"), ("multiprocessing", "processes"),
-            ("synchronous", "synchronous"), ("sync", "synchronous"), ("Single-Threaded", "synchronous"),
+            ("threads", "threads"),
+            ("threading", "threads"),
+            ("THREADS", "threads"),
+            ("processes", "processes"),
+            ("multiprocessing", "processes"),
+            ("synchronous", "synchronous"),
+            ("sync", "synchronous"),
+            ("Single-Threaded", "synchronous"),
         ],
     )
     def test_scheduler_aliases(self, given: str, canonical: str) -> None:
@@ -95,7 +100,9 @@ class TestLaziness:
 class TestProcesses:
     def test_small_workloads_are_not_chunked(self, tmp_path: pathlib.Path) -> None:
         with LocalDaskExecutor("processes", num_workers=2) as ex:
-            met = ex.wait([ex.submit(tasks.rendezvous, str(tmp_path), name, 1, 20) for name in "ab"])
+            met = ex.wait(
+                [ex.submit(tasks.rendezvous, str(tmp_path), name, 1, 20) for name in "ab"]
+            )
         assert met == [True, True]  # both ran at once, in two processes
 
     def test_task_error_keeps_the_remote_traceback(self) -> None:

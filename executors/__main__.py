@@ -1,0 +1,67 @@
+"""The command line: ``python -m executors demo`` (also the ``executors`` script)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ._base import Executor
+from ._demo import run_demo
+from ._local import LocalExecutor
+from ._local_dask import LocalDaskExecutor
+
+EXECUTORS = ("local", "local-dask")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="executors", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run a fan-out/fan-in workload (count primes) and print a summary",
+        description="Count primes in --tasks ranges in parallel, add the counts, and check "
+        "the answer against a direct computation.",
+    )
+    demo.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local-dask",
+        help="where the tasks run (default: local-dask, dask's process pool)",
+    )
+    demo.add_argument("--tasks", type=_positive, default=40, help="how many ranges (default 40)")
+    demo.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="worker processes for local-dask (default: one per CPU)",
+    )
+    return parser
+
+
+def _executor(name: str, workers: int | None) -> Executor:
+    if name == "local":
+        return LocalExecutor()
+    return LocalDaskExecutor("processes", num_workers=workers)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (2 for usage errors)."""
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        return 0 if run_demo(_executor(args.executor, args.workers), args.tasks, sys.stdout) else 1
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The demo workload: count primes in ranges (fan-out), then add the counts (fan-in)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from . import signals
+from ._base import Executor
+from ._future import as_completed
+
+__all__ = ["count_primes", "run_demo"]
+
+CHUNK = 20_000
+
+
+def count_primes(start: int, stop: int) -> int:
+    """How many primes lie in ``[start, stop)``, by trial division (CPU-bound on purpose)."""
+    count = 0
+    for n in range(max(start, 2), stop):
+        if n % 2 == 0:
+            count += n == 2
+            continue
+        for d in range(3, math.isqrt(n) + 1, 2):
+            if n % d == 0:
+                break
+        else:
+            count += 1
+    return count
+
+
+def total(counts: list[int]) -> int:
+    return sum(counts)
+
+
+def _sieve(limit: int) -> int:
+    """The reference answer, computed directly."""
+    if limit < 3:
+        return 0
+    marks = bytearray([1]) * limit
+    marks[0:2] = b"\x00\x00"
+    for n in range(2, math.isqrt(limit - 1) + 1):
+        if marks[n]:
+            marks[n * n :: n] = bytes(len(range(n * n, limit, n)))
+    return sum(marks)
+
+
+def run_demo(executor: Executor, tasks: int, out: TextIO) -> bool:
+    """Run the workload on ``executor``; print events and a summary; True if correct."""
+    limit = tasks * CHUNK
+
+    def on_event(name: str) -> Callable[..., None]:
+        def receiver(sender: object, **kwargs: Any) -> None:
+            details = " ".join(f"{k}={v}" for k, v in kwargs.items())
+            print(f"[{name}] {details}".rstrip(), file=out, flush=True)
+
+        return receiver
+
+    receivers = {
+        signal: on_event(signal.name)
+        for signal in (
+            signals.executor_started,
+            signals.executor_stopped,
+            signals.worker_added,
+            signals.worker_removed,
+            signals.run_cancelled,
+        )
+    }
+    for signal, receiver in receivers.items():
+        signal.connect(receiver, sender=executor)
+    try:
+        started = time.perf_counter()
+        with executor:
+            parts = [
+                executor.submit(
+                    count_primes,
+                    i * CHUNK,
+                    (i + 1) * CHUNK,
+                    extra_context={"task_name": "count_primes", "map_index": i},
+                )
+                for i in range(tasks)
+            ]
+            done = 0
+            for _ in as_completed(parts):
+                done += 1
+                if done == tasks or done % max(1, tasks // 10) == 0:
+                    print(f"  {done}/{tasks} ranges counted", file=out, flush=True)
+            answer = executor.submit(total, parts, extra_context={"task_name": "total"}).result()
+        elapsed = time.perf_counter() - started
+    finally:
+        for signal, receiver in receivers.items():
+            signal.disconnect(receiver, sender=executor)
+    expected = _sieve(limit)
+    print(
+        f"{type(executor).__name__}: {tasks + 1} tasks in {elapsed:.2f} s "
+        f"({(tasks + 1) / elapsed:.1f} tasks/s); primes below {limit:,}: {answer:,} "
+        f"({'correct' if answer == expected else f'WRONG, expected {expected:,}'})",
+        file=out,
+    )
+    return bool(answer == expected)
