@@ -515,3 +515,28 @@ class TestIdentity:
         public = {name for name in dir(executors) if not name.startswith("_")} | {"__version__"}
         assert set(executors.__all__) == public - {"annotations"}
         assert executors.__all__ == sorted(executors.__all__)
+
+
+class TestShutdownAndCallbacks:
+    def test_shutdown_without_wait_returns_and_finishes_in_background(self, kind: Kind) -> None:
+        executor = kind()
+        stopped = threading.Event()
+
+        def on_stopped(sender: object, **kwargs: Any) -> None:
+            stopped.set()
+
+        with signals.executor_stopped.connected_to(on_stopped, sender=executor):
+            executor.__enter__()
+            future = executor.submit(tasks.inc, 1)
+            executor.shutdown(wait=False)
+            assert stopped.wait(30)
+        assert future.result(timeout=30) == 2
+        with pytest.raises(RuntimeError, match="not running"):
+            executor.submit(tasks.inc, 1)
+
+    def test_callback_added_after_stop_runs_at_once(self, kind: Kind) -> None:
+        with kind() as executor:
+            future = executor.submit(tasks.inc, 1)
+        seen: list[int] = []
+        future.add_done_callback(lambda f: seen.append(f.result()))
+        assert seen == [2]
