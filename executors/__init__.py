@@ -2,6 +2,8 @@
 
 - :class:`LocalExecutor`: each function at once, in the calling thread (debugging).
 - :class:`LocalDaskExecutor`: dask's local schedulers (threads, processes, synchronous).
+- :class:`DaskExecutor`: dask.distributed, on a temporary cluster, a cluster object or a
+  running scheduler's address.
 
 Switching is one line; ``submit``, ``map``, ``wait``, ``cancel`` and the signals in
 :mod:`executors.signals` are the same on each.
@@ -12,6 +14,7 @@ from __future__ import annotations
 from . import exceptions, signals
 from ._base import Executor
 from ._context import should_run
+from ._dask import DaskExecutor
 from ._future import Future, as_completed
 from ._local import LocalExecutor
 from ._local_dask import LocalDaskExecutor
@@ -23,6 +26,7 @@ from .signals import WorkerInfo
 __all__ = [
     "CancelledError",
     "ConnectError",
+    "DaskExecutor",
     "Executor",
     "Future",
     "LocalDaskExecutor",

@@ -26,7 +26,8 @@ from ._future import (
     Future,
     _deadline,
     _remaining,
-    _Waiter,
+    block_until_done,
+    fetch_all,
     prepare_all,
 )
 from ._logging import get_logger
@@ -66,6 +67,9 @@ class Run:
 
     def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None:
         self.dispatcher.call(fn, *args)
+
+    def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
+        self.executor._fetch(self, futures, timeout)
 
     # -- settling Futures, with their signals --------------------------------------------
 
@@ -361,6 +365,7 @@ class Executor(abc.ABC):
         :raises Exception: the first task error, with its own type and traceback.
         :raises executors.CancelledError: when a Future was cancelled.
         """
+        deadline = _deadline(timeout)
         found: dict[Future[Any], None] = {}
         find_futures(futures, found)
         pending = []
@@ -372,18 +377,13 @@ class Executor(abc.ABC):
                 raise future._value
         if pending:
             prepare_all(pending)
-            waiter = _Waiter(len(pending), fail_fast=True)
-            for future in pending:
-                if not future._add_waiter(waiter):
-                    waiter.notify(future)
-            if not waiter.event.wait(timeout):
-                for future in pending:
-                    future._remove_waiter(waiter)
-                still = sum(1 for future in pending if future._state is PENDING)
-                if still and waiter.failed is None:
-                    raise TimeoutError(f"{still} of {len(found)} tasks not done after {timeout} s")
+            waiter = block_until_done(pending, timeout, fail_fast=True)
             if waiter.failed is not None:
                 raise waiter.failed._value
+            if not waiter.event.is_set():
+                still = sum(1 for future in pending if future._state is PENDING)
+                raise TimeoutError(f"{still} of {len(found)} tasks not done after {timeout} s")
+        fetch_all(found, _remaining(deadline))
         return replace_futures(futures, Future.result)
 
     def cancel(self, reason: str = "cancelled") -> bool:
@@ -426,6 +426,10 @@ class Executor(abc.ABC):
 
     def _prepare(self, run: Run, futures: Iterable[Future[Any]]) -> None:
         """Someone is about to block on ``futures``: make sure they will end."""
+
+    def _fetch(self, run: Run, futures: list[Future[Any]], timeout: float | None) -> None:
+        """Bring the results of ``futures`` (FINISHED, value NOT_FETCHED) here."""
+        raise RuntimeError(f"{type(self).__name__} holds every result locally")
 
     def _cancel_future(self, run: Run, future: Future[Any]) -> bool:
         """Cancel one pending Future (``Future.cancel()``); True if it ended cancelled."""

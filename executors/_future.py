@@ -7,7 +7,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["CANCELLED", "ERROR", "FINISHED", "PENDING", "Future", "as_completed"]
+__all__ = [
+    "CANCELLED",
+    "ERROR",
+    "FINISHED",
+    "NOT_FETCHED",
+    "PENDING",
+    "Future",
+    "as_completed",
+    "block_until_done",
+    "fetch_all",
+]
 
 T = TypeVar("T")
 
@@ -15,6 +25,9 @@ PENDING = "pending"
 FINISHED = "finished"
 ERROR = "error"
 CANCELLED = "cancelled"
+
+# The value of a FINISHED Future whose result is still on the cluster: result() fetches it.
+NOT_FETCHED: Any = type("NotFetched", (), {"__repr__": lambda self: "NOT_FETCHED"})()
 
 # One lock for every Future's state change: each critical section is a few attribute
 # writes, so sharing it costs less than a lock per Future.
@@ -25,6 +38,8 @@ class _Owner(Protocol):
     """What a Future needs from the run that made it."""
 
     def prepare(self, futures: Iterable[Future[Any]]) -> None: ...
+
+    def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None: ...
 
     def cancel_future(self, future: Future[Any]) -> bool: ...
 
@@ -123,8 +138,12 @@ class Future(Generic[T]):
         :raises Exception: the task's own exception, with its traceback.
         """
         if self._state is PENDING:
+            deadline = _deadline(timeout)
             self._wait(timeout)
+            timeout = _remaining(deadline)
         if self._state is FINISHED:
+            if self._value is NOT_FETCHED:
+                self._owner.fetch([self], timeout)
             return self._value  # type: ignore[no-any-return]
         raise self._value
 
@@ -193,6 +212,24 @@ class Future(Generic[T]):
         return True
 
 
+def block_until_done(
+    futures: list[Future[Any]], timeout: float | None, fail_fast: bool = False
+) -> _Waiter:
+    """Block until every one of ``futures`` is done (or, with ``fail_fast``, one failed),
+    or ``timeout`` passed; the waiter tells which (``event`` set, ``failed``)."""
+    waiter = _Waiter(len(futures), fail_fast)
+    if not futures:
+        waiter.event.set()
+        return waiter
+    for future in futures:
+        if not future._add_waiter(waiter):
+            waiter.notify(future)
+    if not waiter.event.wait(timeout):
+        for future in futures:
+            future._remove_waiter(waiter)
+    return waiter
+
+
 def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
@@ -209,6 +246,16 @@ def prepare_all(futures: Iterable[Future[Any]]) -> None:
             by_owner.setdefault(id(future._owner), (future._owner, []))[1].append(future)
     for owner, pending in by_owner.values():
         owner.prepare(pending)
+
+
+def fetch_all(futures: Iterable[Future[Any]], timeout: float | None) -> None:
+    """Fetch the results still on the cluster, in one round trip per run."""
+    by_owner: dict[int, tuple[_Owner, list[Future[Any]]]] = {}
+    for future in futures:
+        if future._value is NOT_FETCHED:
+            by_owner.setdefault(id(future._owner), (future._owner, []))[1].append(future)
+    for owner, unfetched in by_owner.values():
+        owner.fetch(unfetched, timeout)
 
 
 def as_completed(futures: Iterable[Future[T]], timeout: float | None = None) -> Iterator[Future[T]]:

@@ -1,0 +1,504 @@
+"""``DaskExecutor``: the synchronous facade over dask.distributed (SPEC §3.3, §4).
+
+The caller's threads never touch the Dask client. ``submit`` appends to a queue and wakes
+the executor's loop thread at most once per batch; the loop thread (see ``_loop.py``)
+sends the batch to the scheduler, watches the Dask futures, and settles the executor's
+Futures. Results stay on the cluster until someone asks for them; once a result has been
+handed over, or its Future dropped, the Dask future is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import importlib
+import logging
+import pathlib
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import distributed
+import distributed.comm
+
+from ._base import Executor, Run
+from ._future import ERROR, FINISHED, NOT_FETCHED, PENDING, Future, block_until_done
+from ._loop import LoopThread
+from ._session import Session
+from ._structure import replace_futures
+from ._task import Task
+
+__all__ = ["DaskExecutor"]
+
+# Seconds a stop gives the client and a temporary cluster to close.
+CLOSE_TIMEOUT = 60.0
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """What each Dask task runs: keeps the user's keyword arguments apart from
+    ``Client.submit``'s own (``key``, ``pure``, ``resources``, ...)."""
+    return fn(*args, **kwargs)
+
+
+class _Entry:
+    """A Future the cluster knows about: the caller's Future (weakly) and the Dask one."""
+
+    __slots__ = ("dask_future", "future")
+
+    def __init__(self, future: Future[Any], dask_future: distributed.Future) -> None:
+        self.future = weakref.ref(future)
+        self.dask_future = dask_future
+
+
+def _import_cluster_class(path: str) -> Callable[..., Any]:
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(
+            f"cluster_class {path!r} does not import: {exc}; give 'package.module.Class'"
+        ) from exc
+    if not callable(factory):
+        raise ValueError(f"cluster_class {path!r} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
+def _check_address(address: str, client_kwargs: Mapping[str, Any]) -> None:
+    if not isinstance(address, str):
+        raise ValueError(f"address must be a str like 'tcp://127.0.0.1:8786', got {address!r}")
+    try:
+        scheme, location = distributed.comm.parse_address(address, strict=True)
+        distributed.comm.registry.get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            distributed.comm.parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"address {address!r} is not a scheduler address ({exc}); "
+            "expected e.g. 'tcp://127.0.0.1:8786'"
+        ) from exc
+    if scheme == "tls" and client_kwargs.get("security") is None:
+        raise ValueError(
+            f"address {address!r} uses TLS but no security was given: pass "
+            "client_kwargs={'security': distributed.security.Security(...)}"
+        )
+
+
+class DaskExecutor(Executor):
+    """Runs tasks on dask.distributed: a temporary cluster, a cluster object, or the
+    address of a running scheduler.
+
+    :param address: a running scheduler's address (``tcp://host:port``).
+    :param cluster: a running cluster object (sync or async); connected to by its
+        scheduler address and never closed by the executor.
+    :param cluster_class: what makes the temporary cluster: a class, an import string
+        (``"package.module.Class"``) or any callable returning a cluster; called with
+        ``asynchronous=True`` and ``cluster_kwargs``. ``distributed.LocalCluster`` by
+        default. The cluster is closed at stop.
+    :param adapt_kwargs: ``cluster.adapt(**adapt_kwargs)`` on the temporary cluster.
+    :param client_kwargs: extra arguments for ``distributed.Client`` (``security``, ...).
+    :param debug: True turns Dask's loggers to DEBUG; otherwise a temporary
+        ``LocalCluster`` is made with ``silence_logs=CRITICAL``.
+    :param performance_report_path: write a Dask performance report of the run there at
+        stop; its text is then in :attr:`performance_report`.
+    :param connect_timeout: seconds to reach the scheduler.
+    :raises ValueError: for conflicting settings, an import string that does not import,
+        or an invalid address.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        cluster: Any = None,
+        cluster_class: str | Callable[..., Any] | None = None,
+        cluster_kwargs: Mapping[str, Any] | None = None,
+        adapt_kwargs: Mapping[str, Any] | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+        debug: bool | None = None,
+        performance_report_path: str | pathlib.Path | None = None,
+        disable_cancellation_event: bool = False,
+        watch_worker_status: bool | None = None,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        super().__init__()
+        if address is not None:
+            clashes = [
+                name
+                for name, value in (
+                    ("cluster", cluster),
+                    ("cluster_class", cluster_class),
+                    ("cluster_kwargs", cluster_kwargs),
+                    ("adapt_kwargs", adapt_kwargs),
+                )
+                if value is not None
+            ]
+            if clashes:
+                raise ValueError(
+                    f"address connects to a running scheduler; it cannot go with {clashes}"
+                )
+        if cluster is not None:
+            clashes = [
+                name
+                for name, value in (
+                    ("cluster_class", cluster_class),
+                    ("cluster_kwargs", cluster_kwargs),
+                    ("adapt_kwargs", adapt_kwargs),
+                )
+                if value is not None
+            ]
+            if clashes:
+                raise ValueError(
+                    f"cluster is a running cluster; it cannot go with {clashes} (scale or "
+                    "adapt it yourself)"
+                )
+            if not isinstance(getattr(cluster, "scheduler_address", None), str):
+                raise ValueError(f"cluster {cluster!r} has no scheduler_address")
+        for name, given in (("client_kwargs", client_kwargs), ("cluster_kwargs", cluster_kwargs)):
+            if given is not None and "asynchronous" in given:
+                raise ValueError(
+                    f"{name} must not set 'asynchronous': the executor runs the client "
+                    "asynchronously on its own loop thread"
+                )
+        self._cluster_factory: Callable[..., Any] | None = None
+        if isinstance(cluster_class, str):
+            self._cluster_factory = _import_cluster_class(cluster_class)
+        elif cluster_class is not None:
+            if not callable(cluster_class):
+                raise ValueError(
+                    f"cluster_class must be a class, an import string or a "
+                    f"callable, got {cluster_class!r}"
+                )
+            self._cluster_factory = cluster_class
+        if address is not None:
+            _check_address(address, client_kwargs or {})
+        if (
+            isinstance(connect_timeout, bool)
+            or not isinstance(connect_timeout, (int, float))
+            or connect_timeout <= 0
+        ):
+            raise ValueError(f"connect_timeout must be a positive number, got {connect_timeout!r}")
+        self._address = address
+        self._cluster = cluster
+        self._cluster_class = cluster_class
+        self._cluster_kwargs = dict(cluster_kwargs) if cluster_kwargs is not None else None
+        self._adapt_kwargs = dict(adapt_kwargs) if adapt_kwargs is not None else None
+        self._client_kwargs = dict(client_kwargs) if client_kwargs is not None else None
+        self._debug = bool(debug)
+        self._debug_setting = debug
+        self._performance_report_path = performance_report_path
+        self._disable_cancellation_event = disable_cancellation_event
+        self._watch_worker_status = watch_worker_status
+        self._connect_timeout = float(connect_timeout)
+        self.performance_report: str | None = None
+        """The text of the last run's performance report (None when none was asked for)."""
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "address": self._address,
+            "cluster": self._cluster,
+            "cluster_class": self._cluster_class,
+            "cluster_kwargs": self._cluster_kwargs,
+            "adapt_kwargs": self._adapt_kwargs,
+            "client_kwargs": self._client_kwargs,
+            "debug": self._debug_setting,
+            "performance_report_path": self._performance_report_path,
+            "disable_cancellation_event": self._disable_cancellation_event,
+            "watch_worker_status": self._watch_worker_status,
+            "connect_timeout": self._connect_timeout,
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A cluster object does not travel: the copy connects to its scheduler address.
+        rebuild, (cls, settings, executor_id) = super().__reduce__()
+        if settings["cluster"] is not None:
+            settings = {**settings, "cluster": None, "address": self._cluster.scheduler_address}
+        return (rebuild, (cls, settings, executor_id))
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def _open(self, run: Run) -> str | None:
+        if self._debug:
+            logging.getLogger("distributed").setLevel(logging.DEBUG)
+        self.performance_report = None
+        backend = _DaskRun(run, self)
+        try:
+            backend.open()
+        except BaseException:
+            backend.abort()
+            raise
+        run.backend = backend
+        link = backend.session.dashboard_link()
+        if link:
+            self._log.info("dashboard", dashboard_link=link)
+        return link
+
+    def _submit(self, run: Run, task: Task) -> None:
+        run.backend.submit(task)
+
+    def _prepare(self, run: Run, futures: Iterable[Future[Any]]) -> None:
+        run.backend.check_not_loop()
+
+    def _fetch(self, run: Run, futures: list[Future[Any]], timeout: float | None) -> None:
+        backend = run.backend
+        if backend is None or backend.closed:
+            raise RuntimeError(
+                f"the result of {futures[0].key!r} was not fetched before {self.executor_id} "
+                "stopped"
+            )
+        backend.fetch(futures, timeout)
+
+    def _cancel_future(self, run: Run, future: Future[Any]) -> bool:
+        return bool(run.backend.cancel_one(future))
+
+    def _cancel_tasks(self, run: Run) -> None:
+        if run.backend is not None:
+            run.backend.cancel_all()
+
+    def _close(self, run: Run, cancelled: bool) -> None:
+        report = run.backend.close(cancelled)
+        if report is not None:
+            self.performance_report = report
+
+
+class _DaskRun:
+    """One run's loop thread, session and Future tables. Methods named ``_a*`` and
+    ``_on_*`` run on the loop thread; the others are called from the caller's threads."""
+
+    def __init__(self, run: Run, executor: DaskExecutor) -> None:
+        self.run = run
+        self.log = executor._log
+        self.loop = LoopThread(f"executors-loop-{id(executor):x}")
+        self.session = Session(
+            address=executor._address,
+            cluster=executor._cluster,
+            cluster_factory=executor._cluster_factory,
+            cluster_kwargs=executor._cluster_kwargs or {},
+            adapt_kwargs=executor._adapt_kwargs,
+            client_kwargs=executor._client_kwargs or {},
+            debug=executor._debug,
+            connect_timeout=executor._connect_timeout,
+            executor_id=executor.executor_id,
+        )
+        self.report_path = executor._performance_report_path
+        self.report: Any = None
+        self.incoming: collections.deque[Task] = collections.deque()
+        self.wake_scheduled = False
+        self.live: dict[str, _Entry] = {}  # loop-owned
+        self.closed = False
+
+    # -- caller threads ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.loop.start()
+        self.loop.run(self._aopen())
+
+    def abort(self) -> None:
+        """A start failed or was interrupted: release whatever was made."""
+        self.closed = True
+        try:
+            if self.loop.thread is not None:
+                self.loop.run(self.session.close(), timeout=CLOSE_TIMEOUT)
+        finally:
+            self.loop.stop()
+
+    def check_not_loop(self) -> None:
+        if self.loop.in_loop_thread():
+            raise RuntimeError(
+                "a blocking executors call was made from the executor's event-loop thread; "
+                "it would deadlock"
+            )
+
+    def submit(self, task: Task) -> None:
+        self.incoming.append(task)
+        # Wake the loop once per batch: the drain clears the flag before it empties the
+        # queue, so a task appended after that point schedules a new drain.
+        if not self.wake_scheduled:
+            self.wake_scheduled = True
+            self.loop.call_soon(self._on_wake)
+
+    def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
+        self.check_not_loop()
+        self.loop.run(self._afetch(futures), timeout)
+
+    def cancel_one(self, future: Future[Any]) -> bool:
+        if self.closed:
+            return False
+        return self.loop.run(self._acancel([future], by_run=False), CLOSE_TIMEOUT) > 0
+
+    def cancel_all(self) -> None:
+        if not self.closed and not self.loop.in_loop_thread():
+            self.loop.run(self._acancel(None, by_run=True), CLOSE_TIMEOUT)
+
+    def close(self, cancelled: bool) -> str | None:
+        """Finish the submitted work (unless cancelled), then close everything."""
+        try:
+            if not cancelled:
+                pending = self.loop.run(self._apending())
+                block_until_done(pending, None)
+                self.loop.run(self._afetch_alive())
+            self.closed = True
+            return self.loop.run(self._aclose(), CLOSE_TIMEOUT)
+        finally:
+            self.closed = True
+            self.loop.stop()
+
+    # -- the loop thread --------------------------------------------------------------------
+
+    async def _aopen(self) -> None:
+        try:
+            await self.session.connect()
+            if self.report_path is not None:
+                self.report = distributed.performance_report(filename=str(self.report_path))
+                with self.session.client.as_current():
+                    await self.report.__aenter__()
+        except BaseException:
+            await self.session.close()
+            raise
+
+    def _on_wake(self) -> None:
+        self.wake_scheduled = False
+        client = self.session.client
+        while self.incoming:
+            task = self.incoming.popleft()
+            self._send(client, task)
+
+    def _send(self, client: distributed.Client, task: Task) -> None:
+        run, future = self.run, task.future
+        if future._state is not PENDING:
+            return
+        if run.cancelled.is_set() or client is None:
+            run.cancel_pending(future, by_run=True)
+            return
+        args, kwargs = task.args, task.kwargs
+        if task.deps:
+            if run.settle_from_deps(future, task.deps):
+                return
+            args = replace_futures(args, self._as_input)
+            kwargs = replace_futures(kwargs, self._as_input)
+        options = task.options
+        try:
+            dask_future = client.submit(
+                _call,
+                task.fn,
+                args,
+                kwargs,
+                key=future._key,
+                pure=False,
+                resources=options.resources,
+                retries=options.retries,
+                priority=options.priority or 0,
+            )
+        except Exception as exc:
+            run.settle(future, ERROR, exc)
+            return
+        self.live[future._key] = _Entry(future, dask_future)
+        weakref.finalize(future, self._dropped, future._key)
+        self.loop.loop.create_task(self._awatch(future._key, dask_future))
+
+    def _as_input(self, dep: Future[Any]) -> Any:
+        """A dependency as the Dask task takes it: its Dask future while the cluster has
+        it (the data stays on the workers), else the value already handed over."""
+        entry = self.live.get(dep._key)
+        if entry is not None:
+            return entry.dask_future
+        return dep._value
+
+    async def _awatch(self, key: str, dask_future: distributed.Future) -> None:
+        # What distributed's own as_completed awaits for each future.
+        await dask_future._state.wait()
+        entry = self.live.get(key)
+        if entry is None or entry.dask_future is not dask_future:
+            return
+        future = entry.future()
+        if future is None:
+            self._forget(key)
+            return
+        status = dask_future.status
+        if status == "finished":
+            self.run.settle(future, FINISHED, NOT_FETCHED)
+        elif status == "error":
+            error = await dask_future.exception()
+            traceback = await dask_future.traceback()
+            self._forget(key)
+            self.run.settle(future, ERROR, error.with_traceback(traceback))
+        else:
+            self._forget(key)
+            self.run.cancel_pending(future, by_run=self.run.cancelled.is_set())
+
+    def _forget(self, key: str) -> None:
+        entry = self.live.pop(key, None)
+        if entry is not None:
+            entry.dask_future.release()
+
+    def _dropped(self, key: str) -> None:
+        """The caller dropped a Future: release its Dask future (from any thread)."""
+        if not self.closed:
+            try:
+                self.loop.call_soon(self._forget, key)
+            except (RuntimeError, AssertionError):  # the loop is gone
+                pass
+
+    async def _afetch(self, futures: list[Future[Any]]) -> None:
+        wanted = [
+            (future, self.live[future._key].dask_future)
+            for future in futures
+            if future._value is NOT_FETCHED and future._key in self.live
+        ]
+        if wanted:
+            values = await self.session.client.gather([d for _, d in wanted])
+            for (future, _), value in zip(wanted, values, strict=True):
+                future._value = value
+                self._forget(future._key)
+        lost = [f._key for f in futures if f._value is NOT_FETCHED]
+        if lost:
+            raise RuntimeError(f"the results of {lost} are no longer on the cluster")
+
+    async def _apending(self) -> list[Future[Any]]:
+        self._on_wake()
+        return [
+            future
+            for entry in self.live.values()
+            if (future := entry.future()) is not None and future._state is PENDING
+        ]
+
+    async def _afetch_alive(self) -> None:
+        alive = [
+            future
+            for entry in list(self.live.values())
+            if (future := entry.future()) is not None and future._value is NOT_FETCHED
+        ]
+        await self._afetch(alive)
+
+    async def _acancel(self, futures: list[Future[Any]] | None, by_run: bool) -> int:
+        """Settle pending Futures as cancelled (all of them when ``futures`` is None),
+        then cancel their Dask futures. Returns how many ended cancelled."""
+        run = self.run
+        count = 0
+        if futures is None:
+            while self.incoming:
+                count += run.cancel_pending(self.incoming.popleft().future, by_run)
+            futures = [f for e in self.live.values() if (f := e.future()) is not None]
+        to_cancel = []
+        for future in futures:
+            if run.cancel_pending(future, by_run):
+                count += 1
+                entry = self.live.pop(future._key, None)
+                if entry is not None:
+                    to_cancel.append(entry.dask_future)
+        client = self.session.client
+        if to_cancel and client is not None:
+            await client.cancel(to_cancel)
+        return count
+
+    async def _aclose(self) -> str | None:
+        text = None
+        client = self.session.client
+        if self.report is not None and client is not None:
+            with client.as_current():
+                await self.report.__aexit__(None, None, None)
+            text = pathlib.Path(str(self.report_path)).read_text()
+        for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            if task.get_coro().__qualname__.startswith("_DaskRun."):  # type: ignore[union-attr]
+                task.cancel()
+        self.live.clear()
+        await self.session.close()
+        return text

@@ -1,0 +1,119 @@
+"""``LoopThread``: the one place that starts a thread running an asyncio event loop.
+
+The loop runs under ``asyncio.run`` on a daemon thread the executor owns; other threads
+talk to it only through :meth:`LoopThread.call_soon` and :meth:`LoopThread.run`. Nothing
+here sets a global event loop or accepts a foreign one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from ._logging import get_logger
+
+__all__ = ["LoopThread"]
+
+T = TypeVar("T")
+
+_log = get_logger(__name__)
+
+
+class LoopThread:
+    """An asyncio event loop on a thread of its own, started and stopped explicitly."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "the loop thread is not running"
+        return self._loop
+
+    def in_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the thread and return once its loop runs."""
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._main, args=(ready,), name=self._name, daemon=True
+        )
+        self._thread.start()
+        ready.result(timeout)
+
+    def _main(self, ready: concurrent.futures.Future[None]) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopping = asyncio.Event()
+            ready.set_result(None)
+            await self._stopping.wait()
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # pragma: no cover - asyncio.run itself failed
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Schedule ``fn(*args)`` on the loop, from any thread."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coroutine`` on the loop; a concurrent Future for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and block this thread for its result.
+
+        On timeout or KeyboardInterrupt the coroutine is cancelled before re-raising.
+
+        :raises RuntimeError: when called from the loop thread itself (it would deadlock).
+        """
+        if self.in_loop_thread():
+            coroutine.close()
+            raise RuntimeError(
+                "a blocking executors call was made from the executor's event-loop thread; "
+                "it would deadlock"
+            )
+        future = self.submit(coroutine)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no result after {timeout} s") from None
+        except BaseException:
+            future.cancel()
+            raise
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the loop (its pending tasks are cancelled by ``asyncio.run``) and join.
+
+        :raises RuntimeError: when the thread outlives ``timeout``.
+        """
+        thread = self._thread
+        if thread is None:
+            return
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        if thread is threading.current_thread():
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            _log.error("loop_join_timeout", thread=thread.name, timeout=timeout)
+            raise RuntimeError(f"event-loop thread {thread.name} still running after {timeout} s")
+        self._thread = None

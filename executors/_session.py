@@ -1,0 +1,113 @@
+"""The Dask client and cluster of one DaskExecutor run. Every coroutine here runs on the
+executor's loop thread; nothing here is called from any other thread."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import distributed
+
+from ._logging import get_logger
+
+__all__ = ["Session"]
+
+
+class Session:
+    """Creates or connects the cluster and an asynchronous client; closes what it made."""
+
+    def __init__(
+        self,
+        *,
+        address: str | None,
+        cluster: Any,
+        cluster_factory: Callable[..., Any] | None,
+        cluster_kwargs: Mapping[str, Any],
+        adapt_kwargs: Mapping[str, Any] | None,
+        client_kwargs: Mapping[str, Any],
+        debug: bool,
+        connect_timeout: float,
+        executor_id: str,
+    ) -> None:
+        self._address = address
+        self._external_cluster = cluster
+        self._cluster_factory = cluster_factory
+        self._cluster_kwargs = dict(cluster_kwargs)
+        self._adapt_kwargs = adapt_kwargs
+        self._client_kwargs = dict(client_kwargs)
+        self._debug = debug
+        self._connect_timeout = connect_timeout
+        self._log = get_logger(__name__, executor_id=executor_id)
+        self.client: distributed.Client | None = None
+        self.cluster: Any = None  # only a cluster this session made, and so closes
+        self.address: str | None = address
+
+    async def connect(self) -> None:
+        """Make the temporary cluster if there is to be one, then connect the client."""
+        target: Any
+        if self._external_cluster is not None:
+            target = self._external_cluster.scheduler_address
+            security = getattr(self._external_cluster, "security", None)
+            if security is not None:
+                self._client_kwargs.setdefault("security", security)
+        elif self._address is not None:
+            target = self._address
+        else:
+            target = self.cluster = await self._make_cluster()
+        self.address = target if isinstance(target, str) else target.scheduler_address
+        self._log.debug("connecting", address=self.address)
+        self.client = await distributed.Client(
+            target,
+            asynchronous=True,
+            set_as_default=False,
+            timeout=self._connect_timeout,
+            **self._client_kwargs,
+        )
+
+    async def _make_cluster(self) -> Any:
+        factory = self._cluster_factory or distributed.LocalCluster
+        kwargs = dict(self._cluster_kwargs)
+        if isinstance(factory, type) and issubclass(factory, distributed.LocalCluster):
+            if not self._debug:
+                kwargs.setdefault("silence_logs", logging.CRITICAL)
+            if "security" in self._client_kwargs:
+                kwargs.setdefault("security", self._client_kwargs["security"])
+        cluster = factory(asynchronous=True, **kwargs)
+        if inspect.iscoroutine(cluster):
+            cluster = await cluster
+        if inspect.isawaitable(cluster):
+            cluster = await cluster
+        try:
+            if self._adapt_kwargs is not None:
+                cluster.adapt(**self._adapt_kwargs)
+        except BaseException:
+            await _close(cluster)
+            raise
+        self._log.debug("cluster_created", cluster=type(cluster).__name__)
+        return cluster
+
+    def dashboard_link(self) -> str | None:
+        try:
+            link = self.client.dashboard_link if self.client is not None else None
+        except Exception:  # no dashboard (bokeh missing) or no scheduler info yet
+            return None
+        return link if isinstance(link, str) else None
+
+    async def close(self) -> None:
+        """Close the client, then the cluster this session made (never a user's)."""
+        client, self.client = self.client, None
+        cluster, self.cluster = self.cluster, None
+        try:
+            if client is not None:
+                await client.close()
+        finally:
+            if cluster is not None:
+                await _close(cluster)
+
+
+async def _close(cluster: Any) -> None:
+    result = cluster.close()
+    if inspect.isawaitable(result):
+        await result
