@@ -25,7 +25,7 @@ from ._base import Executor, Run
 from ._future import ERROR, FINISHED, NOT_FETCHED, PENDING, Future, block_until_done
 from ._loop import LoopThread
 from ._session import Session
-from ._structure import replace_futures
+from ._structure import resolve_refs, to_refs
 from ._task import Task
 
 __all__ = ["DaskExecutor"]
@@ -34,9 +34,22 @@ __all__ = ["DaskExecutor"]
 CLOSE_TIMEOUT = 60.0
 
 
-def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """What each Dask task runs: keeps the user's keyword arguments apart from
-    ``Client.submit``'s own (``key``, ``pure``, ``resources``, ...)."""
+def _call(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    deps: dict[str, Any] | None = None,
+) -> Any:
+    """What each Dask task runs on its worker.
+
+    The user's keyword arguments travel as one dict, apart from ``Client.submit``'s own
+    (``key``, ``pure``, ``resources``, ...). Dependencies travel as the flat ``deps``
+    dict, which Dask resolves; :class:`Ref` placeholders in the arguments are filled from
+    it here, so nesting works the same on every executor.
+    """
+    if deps:
+        args = resolve_refs(args, deps)
+        kwargs = resolve_refs(kwargs, deps)
     return fn(*args, **kwargs)
 
 
@@ -359,7 +372,11 @@ class _DaskRun:
         client = self.session.client
         while self.incoming:
             task = self.incoming.popleft()
-            self._send(client, task)
+            try:
+                self._send(client, task)
+            except Exception as exc:  # never leave a Future pending: fail it instead
+                self.log.exception("submit_failed", key=task.future._key)
+                self.run.settle(task.future, ERROR, exc)
 
     def _send(self, client: distributed.Client, task: Task) -> None:
         run, future = self.run, task.future
@@ -369,11 +386,12 @@ class _DaskRun:
             run.cancel_pending(future, by_run=True)
             return
         args, kwargs = task.args, task.kwargs
+        deps = None
         if task.deps:
             if run.settle_from_deps(future, task.deps):
                 return
-            args = replace_futures(args, self._as_input)
-            kwargs = replace_futures(kwargs, self._as_input)
+            deps = {dep._key: self._as_input(dep) for dep in task.deps}
+            args, kwargs = to_refs(args), to_refs(kwargs)
         options = task.options
         try:
             dask_future = client.submit(
@@ -381,6 +399,7 @@ class _DaskRun:
                 task.fn,
                 args,
                 kwargs,
+                deps,
                 key=future._key,
                 pure=False,
                 resources=options.resources,

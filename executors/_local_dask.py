@@ -31,7 +31,7 @@ from dask.callbacks import Callback
 from ._base import Executor, Run
 from ._context import TaskContext, current_task
 from ._future import CANCELLED, ERROR, FINISHED, PENDING, Future
-from ._structure import replace_futures
+from ._structure import resolve_refs, to_refs
 from ._task import Task
 from .exceptions import CancelledError
 
@@ -51,18 +51,6 @@ _STOP = object()
 
 # Seconds a terminated worker process gets to end before it is killed.
 TERMINATE_TIMEOUT = 5.0
-
-
-class _Ref:
-    """Stands for a dependency's result inside a task's arguments."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __reduce__(self) -> tuple[type[_Ref], tuple[str]]:
-        return (_Ref, (self.key,))
 
 
 class _RemoteTraceback(Exception):
@@ -140,8 +128,8 @@ def _execute(call: _Call, *dep_results: Any) -> Any:
         return _SKIPPED
     args, kwargs = call.args
     if values:
-        args = replace_futures(args, lambda ref: values[ref.key], _Ref)
-        kwargs = replace_futures(kwargs, lambda ref: values[ref.key], _Ref)
+        args = resolve_refs(args, values)
+        kwargs = resolve_refs(kwargs, values)
     token = current_task.set(call.context)
     try:
         return call.fn(*args, **kwargs)
@@ -224,8 +212,8 @@ class _Graphs:
             if task.deps:
                 dep_keys = tuple(d._key for d in task.deps if d._key in in_graph)
                 known = {d._key: _as_input(d) for d in task.deps if d._key not in in_graph}
-                args = replace_futures(args, lambda f: _Ref(f._key))
-                kwargs = replace_futures(kwargs, lambda f: _Ref(f._key))
+                args = to_refs(args)
+                kwargs = to_refs(kwargs)
             skip = None if remote else _skip_check(run, future)
             call = _Call(task.fn, args, kwargs, dep_keys, known, run.task_context, skip, remote)
             graph[future._key] = (_execute, call, *dep_keys)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ._future import Future
 
-__all__ = ["find_futures", "replace_futures"]
+__all__ = ["Ref", "find_futures", "replace_futures", "resolve_refs", "to_refs"]
 
 _SEQUENCES = (list, tuple, set, frozenset)
 
@@ -50,3 +50,25 @@ def replace_futures(obj: Any, replace: Callable[[Any], Any], kind: type = Future
             return kind(*items)
         return kind(items)
     return obj
+
+
+class Ref:
+    """Stands for a dependency's result inside arguments sent to where tasks run."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __reduce__(self) -> tuple[type[Ref], tuple[str]]:
+        return (Ref, (self.key,))
+
+
+def to_refs(obj: Any) -> Any:
+    """``obj`` with each Future replaced by a :class:`Ref` to its key."""
+    return replace_futures(obj, lambda future: Ref(future._key))
+
+
+def resolve_refs(obj: Any, values: dict[str, Any]) -> Any:
+    """``obj`` with each :class:`Ref` replaced by ``values[ref.key]``."""
+    return replace_futures(obj, lambda ref: values[ref.key], Ref)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing.resource_tracker
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from executors import Executor, LocalDaskExecutor, LocalExecutor
+from executors import DaskExecutor, Executor, LocalDaskExecutor, LocalExecutor
 
 LEAK_GRACE_SECONDS = 5.0
 
@@ -24,23 +29,171 @@ class Kind:
     id: str
     make: Callable[[], Executor]
     inline: bool  # tasks run inside submit(): a Future is done at once
-    in_process: bool  # tasks run in this process: should_run() and memory are shared
+    cooperative: bool  # should_run() inside a running task sees its run's cancel
+    dashboard: bool = False  # executor_started carries a dashboard link
 
     def __call__(self) -> Executor:
         return self.make()
 
 
+# A temporary LocalCluster with in-process workers: a real scheduler and real workers,
+# quick to start for every test.
+TEMPORARY_CLUSTER = {
+    "n_workers": 2,
+    "threads_per_worker": 1,
+    "processes": False,
+    "dashboard_address": ":0",
+    "resources": {"GPU": 1},
+}
+
 KINDS = [
-    Kind("local", LocalExecutor, inline=True, in_process=True),
+    Kind("local", LocalExecutor, inline=True, cooperative=True),
     Kind("dask-threads", lambda: LocalDaskExecutor("threads", num_workers=2), False, True),
     Kind("dask-sync", lambda: LocalDaskExecutor("synchronous"), False, True),
     Kind("dask-processes", lambda: LocalDaskExecutor("processes", num_workers=2), False, False),
+    # should_run() inside Dask tasks comes with the worker-side cancellation (issue 4).
+    Kind(
+        "distributed-temporary",
+        lambda: DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER),
+        False,
+        False,
+        dashboard=True,
+    ),
+    # The address kind's factory is bound to the scheduler fixture in `kind` below.
+    Kind(
+        "distributed-address", lambda: DaskExecutor(address="unset"), False, False, dashboard=True
+    ),
 ]
 
 
 @pytest.fixture(params=KINDS, ids=[kind.id for kind in KINDS])
 def kind(request: pytest.FixtureRequest) -> Kind:
-    return request.param  # type: ignore[no-any-return]
+    given: Kind = request.param
+    if given.id == "distributed-address":
+        address = request.getfixturevalue("scheduler_address")
+        return Kind(
+            given.id,
+            lambda: DaskExecutor(address=address),
+            given.inline,
+            given.cooperative,
+            given.dashboard,
+        )
+    return given
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DaskProcesses:
+    """Real ``dask scheduler`` / ``dask worker`` processes on 127.0.0.1, ended by pid."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "dask"), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_with_tests_importable(),
+        )
+        self.processes.append(process)
+        return process
+
+    def scheduler(self, port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+        port = port or free_port()
+        process = self._spawn(
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            f"127.0.0.1:{free_port()}",
+            "--no-show",
+        )
+        address = f"tcp://127.0.0.1:{port}"
+        wait_for_port(port)
+        return address, process
+
+    def worker(self, address: str, *extra: str) -> subprocess.Popen[bytes]:
+        return self._spawn(
+            "worker",
+            address,
+            "--host",
+            "127.0.0.1",
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--nworkers",
+            "1",
+            *extra,
+        )
+
+    def end(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        if process.poll() is None:
+            os.kill(process.pid, sig)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(15)
+
+    def end_all(self) -> None:
+        for process in reversed(self.processes):
+            self.end(process)
+
+
+def _with_tests_importable() -> dict[str, str]:
+    """The environment for Dask processes: they unpickle functions from ``tasks.py``."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": here + (os.pathsep + path if path else "")}
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def wait_for_workers(address: str, count: int, timeout: float = 60.0) -> None:
+    import distributed
+
+    with distributed.Client(address, timeout=timeout, set_as_default=False) as client:
+        client.wait_for_workers(count, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def scheduler_address() -> Iterator[str]:
+    """A real scheduler with two one-thread workers, shared by the tests that need one."""
+    processes = DaskProcesses()
+    try:
+        address, _ = processes.scheduler()
+        processes.worker(address, "--resources", "GPU=1")
+        processes.worker(address, "--resources", "GPU=1")
+        SESSION_PIDS.update(p.pid for p in processes.processes)
+        wait_for_workers(address, 2)
+        yield address
+    finally:
+        processes.end_all()
+
+
+@pytest.fixture
+def dask_processes() -> Iterator[DaskProcesses]:
+    """Start scheduler/worker processes for one test; all are ended after it."""
+    processes = DaskProcesses()
+    try:
+        yield processes
+    finally:
+        processes.end_all()
 
 
 @pytest.fixture
@@ -50,14 +203,35 @@ def ex(kind: Kind) -> Iterator[Executor]:
         yield executor
 
 
+# Threads that live as long as the interpreter once started (distributed's own leak check
+# allows them too).
+PROCESS_WIDE_THREADS = ("Dask-Offload", "asyncio_", "TCP-Executor")
+
+
 def _helper_pids() -> set[int]:
     """Processes the standard library keeps for the whole interpreter's life."""
     tracker = getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)
     return {tracker} if tracker else set()
 
 
+# Processes of session-scoped fixtures: they outlive single tests on purpose.
+SESSION_PIDS: set[int] = set()
+
+
+def _session_pids() -> set[int]:
+    pids = set()
+    for pid in SESSION_PIDS:
+        try:
+            process = psutil.Process(pid)
+            pids |= {pid} | {child.pid for child in process.children(recursive=True)}
+        except psutil.NoSuchProcess:
+            continue
+    return pids
+
+
 def _children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)} - _helper_pids()
+    mine = {p.pid for p in psutil.Process().children(recursive=True)}
+    return mine - _helper_pids() - _session_pids()
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +242,13 @@ def no_leaks() -> Iterator[None]:
     yield
     deadline = time.monotonic() + LEAK_GRACE_SECONDS
     while True:
-        threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        threads = [
+            t
+            for t in threading.enumerate()
+            if t not in threads_before
+            and t.is_alive()
+            and not t.name.startswith(PROCESS_WIDE_THREADS)
+        ]
         children = _children() - children_before
         if not threads and not children:
             return
