@@ -42,7 +42,8 @@ TEMPORARY_CLUSTER = {
     "n_workers": 2,
     "threads_per_worker": 1,
     "processes": False,
-    "dashboard_address": ":0",
+    "host": "127.0.0.1",
+    "dashboard_address": "127.0.0.1:0",
     "resources": {"GPU": 1},
 }
 
