@@ -42,7 +42,7 @@ TEMPORARY_CLUSTER = {
     "n_workers": 2,
     "threads_per_worker": 1,
     "processes": False,
-    "host": "127.0.0.1",
+    "host": "tcp://127.0.0.1",  # loopback only, over TCP (the in-process default binds 0.0.0.0)
     "dashboard_address": "127.0.0.1:0",
     "resources": {"GPU": 1},
 }
