@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing.resource_tracker
 import os
 import signal
@@ -275,3 +276,32 @@ class Recorder:
                 **kwargs,
             }
         )
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def executor_logs() -> Iterator[list[logging.LogRecord]]:
+    """Every record of the ``executors`` loggers during the test.
+
+    Not ``caplog``: since pytest 9.2 its handlers also sit on the non-propagating
+    ``distributed`` logger, and a LocalCluster's ``silence_logs`` turns those shared
+    handlers to CRITICAL for the cluster's life, hiding our records.
+    """
+    handler = _ListHandler()
+    logger = logging.getLogger("executors")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import logging
 import pathlib
 import pickle
 import re
@@ -435,7 +436,7 @@ class TestSignals:
         assert states == {ok.key: "finished", bad.key: "error"}
 
     def test_a_raising_receiver_is_logged_and_others_still_run(
-        self, kind: Kind, caplog: pytest.LogCaptureFixture
+        self, kind: Kind, executor_logs: list[logging.LogRecord]
     ) -> None:
         executor = kind()
         good = Recorder("good")
@@ -450,7 +451,7 @@ class TestSignals:
             with executor:
                 executor.submit(tasks.inc, 1).result(timeout=30)
         assert len(good.calls) == 1
-        failures = [r for r in caplog.records if r.msg == "receiver_failed"]
+        failures = [r for r in executor_logs if r.msg == "receiver_failed"]
         assert failures and failures[0].exc_info is not None
         assert failures[0].executor_id == executor.executor_id  # type: ignore[attr-defined]
 

@@ -13,11 +13,10 @@ import tasks
 from executors import LocalExecutor, configure_logging
 
 
-def test_lifecycle_records_carry_the_executor_id(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="executors")
+def test_lifecycle_records_carry_the_executor_id(executor_logs: list[logging.LogRecord]) -> None:
     with LocalExecutor() as ex:
         ex.submit(tasks.inc, 1)
-    events = {r.msg: r for r in caplog.records if r.name.startswith("executors")}
+    events = {r.msg: r for r in executor_logs}
     assert {"executor_started", "executor_stopped"} <= set(events)
     assert events["executor_stopped"].executor_id == ex.executor_id  # type: ignore[attr-defined]
     assert events["executor_stopped"].cancelled is False  # type: ignore[attr-defined]
