@@ -20,11 +20,14 @@ from typing import Any
 
 import distributed
 import distributed.comm
+from distributed.comm.addressing import parse_address, parse_host_port
+from distributed.threadpoolexecutor import thread_state
 
 from ._base import Executor, Run
+from ._dispatch import Dispatcher
 from ._future import ERROR, FINISHED, NOT_FETCHED, PENDING, Future, block_until_done
-from ._loop import LoopThread
-from ._session import Session
+from ._loop import LoopThread, WorkerLoop
+from ._session import Session, WorkerSession
 from ._structure import resolve_refs, to_refs
 from ._task import Task
 
@@ -53,12 +56,21 @@ def _call(
     return fn(*args, **kwargs)
 
 
+def _in_dask_task() -> bool:
+    """True inside a task running on a Dask worker (not merely in a worker's process)."""
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
+
+
 class _Entry:
     """A Future the cluster knows about: the caller's Future (weakly) and the Dask one."""
 
     __slots__ = ("dask_future", "future")
 
-    def __init__(self, future: Future[Any], dask_future: distributed.Future) -> None:
+    def __init__(self, future: Future[Any], dask_future: distributed.Future[Any]) -> None:
         self.future = weakref.ref(future)
         self.dask_future = dask_future
 
@@ -80,10 +92,10 @@ def _check_address(address: str, client_kwargs: Mapping[str, Any]) -> None:
     if not isinstance(address, str):
         raise ValueError(f"address must be a str like 'tcp://127.0.0.1:8786', got {address!r}")
     try:
-        scheme, location = distributed.comm.parse_address(address, strict=True)
+        scheme, location = parse_address(address, strict=True)
         distributed.comm.registry.get_backend(scheme)
         if scheme in ("tcp", "tls"):
-            distributed.comm.parse_host_port(location)
+            parse_host_port(location)
     except (ValueError, TypeError) as exc:
         raise ValueError(
             f"address {address!r} is not a scheduler address ({exc}); "
@@ -226,13 +238,36 @@ class DaskExecutor(Executor):
             settings = {**settings, "cluster": None, "address": self._cluster.scheduler_address}
         return (rebuild, (cls, settings, executor_id))
 
+    # -- inside a Dask task --------------------------------------------------------------------
+
+    def _running(self) -> Run:
+        if self._run is None and _in_dask_task():
+            self._bind_to_worker()
+        return super()._running()
+
+    def _bind_to_worker(self) -> None:
+        """Pickled into a task and used without ``with``: run on the worker's client.
+
+        The run has no end (the task may return any time), so it owns no thread: its
+        signals and callbacks are delivered where they happen.
+        """
+        with self._lifecycle_lock:
+            if self._run is not None:
+                return
+            run = Run(self, Dispatcher.inline(self, self._log))
+            backend = _DaskRun(run, self, on_worker=True)
+            backend.open()
+            run.backend = backend
+            self._run = run
+
     # -- hooks --------------------------------------------------------------------------------
 
     def _open(self, run: Run) -> str | None:
-        if self._debug:
+        on_worker = _in_dask_task()
+        if self._debug and not on_worker:
             logging.getLogger("distributed").setLevel(logging.DEBUG)
         self.performance_report = None
-        backend = _DaskRun(run, self)
+        backend = _DaskRun(run, self, on_worker=on_worker)
         try:
             backend.open()
         except BaseException:
@@ -248,7 +283,7 @@ class DaskExecutor(Executor):
         run.backend.submit(task)
 
     def _prepare(self, run: Run, futures: Iterable[Future[Any]]) -> None:
-        run.backend.check_not_loop()
+        run.backend.before_blocking()
 
     def _fetch(self, run: Run, futures: list[Future[Any]], timeout: float | None) -> None:
         backend = run.backend
@@ -276,11 +311,32 @@ class _DaskRun:
     """One run's loop thread, session and Future tables. Methods named ``_a*`` and
     ``_on_*`` run on the loop thread; the others are called from the caller's threads."""
 
-    def __init__(self, run: Run, executor: DaskExecutor) -> None:
+    def __init__(self, run: Run, executor: DaskExecutor, on_worker: bool = False) -> None:
         self.run = run
         self.log = executor._log
-        self.loop = LoopThread(f"executors-loop-{id(executor):x}")
-        self.session = Session(
+        self.on_worker = on_worker
+        self.loop: LoopThread | WorkerLoop
+        self.session: Session | WorkerSession
+        self.report_path = executor._performance_report_path
+        if on_worker:  # inside a task: the worker's client and loop, never a new cluster
+            client = distributed.get_client()
+            self.loop = WorkerLoop(getattr(client.loop, "asyncio_loop"))  # noqa: B009
+            self.session = WorkerSession(client)
+            self.report_path = None
+            self.log = self.log.bind(on_worker=True)
+        else:
+            self.loop = LoopThread(f"executors-loop-{id(executor):x}")
+            self.session = self._session(executor)
+        self.report: Any = None
+        self.incoming: collections.deque[Task] = collections.deque()
+        self.wake_scheduled = False
+        self.live: dict[str, _Entry] = {}  # loop-owned
+        self.watchers: set[asyncio.Task[None]] = set()  # loop-owned
+        self.closed = False
+
+    @staticmethod
+    def _session(executor: DaskExecutor) -> Session:
+        return Session(
             address=executor._address,
             cluster=executor._cluster,
             cluster_factory=executor._cluster_factory,
@@ -291,12 +347,6 @@ class _DaskRun:
             connect_timeout=executor._connect_timeout,
             executor_id=executor.executor_id,
         )
-        self.report_path = executor._performance_report_path
-        self.report: Any = None
-        self.incoming: collections.deque[Task] = collections.deque()
-        self.wake_scheduled = False
-        self.live: dict[str, _Entry] = {}  # loop-owned
-        self.closed = False
 
     # -- caller threads ---------------------------------------------------------------------
 
@@ -319,6 +369,13 @@ class _DaskRun:
                 "a blocking executors call was made from the executor's event-loop thread; "
                 "it would deadlock"
             )
+
+    def before_blocking(self) -> None:
+        """About to block a thread on Futures. In a Dask task, first leave the worker's
+        thread pool (once): the subtasks waited for may need that slot to run."""
+        self.check_not_loop()
+        if self.on_worker and getattr(thread_state, "proceed", False):
+            distributed.secede()
 
     def submit(self, task: Task) -> None:
         self.incoming.append(task)
@@ -361,7 +418,7 @@ class _DaskRun:
             await self.session.connect()
             if self.report_path is not None:
                 self.report = distributed.performance_report(filename=str(self.report_path))
-                with self.session.client.as_current():
+                with self.session.connected().as_current():
                     await self.report.__aenter__()
         except BaseException:
             await self.session.close()
@@ -378,7 +435,7 @@ class _DaskRun:
                 self.log.exception("submit_failed", key=task.future._key)
                 self.run.settle(task.future, ERROR, exc)
 
-    def _send(self, client: distributed.Client, task: Task) -> None:
+    def _send(self, client: distributed.Client | None, task: Task) -> None:
         run, future = self.run, task.future
         if future._state is not PENDING:
             return
@@ -411,7 +468,9 @@ class _DaskRun:
             return
         self.live[future._key] = _Entry(future, dask_future)
         weakref.finalize(future, self._dropped, future._key)
-        self.loop.loop.create_task(self._awatch(future._key, dask_future))
+        watcher = self.loop.loop.create_task(self._awatch(future._key, dask_future))
+        self.watchers.add(watcher)
+        watcher.add_done_callback(self.watchers.discard)
 
     def _as_input(self, dep: Future[Any]) -> Any:
         """A dependency as the Dask task takes it: its Dask future while the cluster has
@@ -421,9 +480,11 @@ class _DaskRun:
             return entry.dask_future
         return dep._value
 
-    async def _awatch(self, key: str, dask_future: distributed.Future) -> None:
+    async def _awatch(self, key: str, dask_future: distributed.Future[Any]) -> None:
         # What distributed's own as_completed awaits for each future.
-        await dask_future._state.wait()
+        state = dask_future._state
+        if state is not None:
+            await state.wait()
         entry = self.live.get(key)
         if entry is None or entry.dask_future is not dask_future:
             return
@@ -463,7 +524,7 @@ class _DaskRun:
             if future._value is NOT_FETCHED and future._key in self.live
         ]
         if wanted:
-            values = await self.session.client.gather([d for _, d in wanted])
+            values = await self.session.connected().gather([d for _, d in wanted])
             for (future, _), value in zip(wanted, values, strict=True):
                 future._value = value
                 self._forget(future._key)
@@ -515,9 +576,8 @@ class _DaskRun:
             with client.as_current():
                 await self.report.__aexit__(None, None, None)
             text = pathlib.Path(str(self.report_path)).read_text()
-        for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
-            if task.get_coro().__qualname__.startswith("_DaskRun."):  # type: ignore[union-attr]
-                task.cancel()
+        for watcher in list(self.watchers):
+            watcher.cancel()
         self.live.clear()
         await self.session.close()
         return text

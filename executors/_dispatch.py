@@ -33,18 +33,41 @@ class Dispatcher:
         # Guards _closed, so nothing is queued behind the _STOP marker.
         self._lock = threading.Lock()
         self._closed = False
+        self._inline = False
         self.queued = 0  # items ever queued: how tests see that an unheard signal is free
-        self._thread = threading.Thread(target=self._deliver_all, name=name, daemon=True)
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._deliver_all, name=name, daemon=True
+        )
         self._thread.start()
 
+    @classmethod
+    def inline(cls, sender: object, logger: Any = None) -> Dispatcher:
+        """A dispatcher with no thread, delivering where the event happens.
+
+        For an executor bound to a Dask worker's client inside a task: that run has no
+        end at which a thread could be joined, so it must not own one.
+        """
+        dispatcher = cls.__new__(cls)
+        dispatcher._sender = sender
+        dispatcher._log = logger if logger is not None else get_logger(__name__)
+        dispatcher._lock = threading.Lock()
+        dispatcher._closed = True
+        dispatcher._inline = True
+        dispatcher.queued = 0
+        dispatcher._thread = None
+        return dispatcher
+
     @property
-    def thread(self) -> threading.Thread:
+    def thread(self) -> threading.Thread | None:
         return self._thread
 
     def send(self, signal: NamedSignal, /, **kwargs: Any) -> None:
         """Queue ``signal`` with ``kwargs``, unless nobody listens to it at all."""
         if signal.receivers:
-            self._put((signal, kwargs))
+            if self._inline:
+                self._send(signal, kwargs)
+            else:
+                self._put((signal, kwargs))
 
     def call(self, fn: Callable[..., Any], /, *args: Any) -> None:
         """Call ``fn(*args)`` on the dispatcher; inline when the dispatcher has closed."""
@@ -71,7 +94,7 @@ class Dispatcher:
             if not self._closed:
                 self._closed = True
                 self._queue.put(_STOP)
-        if threading.current_thread() is self._thread:
+        if self._thread is None or threading.current_thread() is self._thread:
             return
         self._thread.join(timeout)
         if self._thread.is_alive():

@@ -2,7 +2,9 @@
 
 The loop runs under ``asyncio.run`` on a daemon thread the executor owns; other threads
 talk to it only through :meth:`LoopThread.call_soon` and :meth:`LoopThread.run`. Nothing
-here sets a global event loop or accepts a foreign one.
+here sets a global event loop. The one foreign loop used is a Dask worker's, through
+:class:`WorkerLoop`, by an executor pickled into a task: there the worker's client and
+its loop already exist, and the executor must not start another.
 """
 
 from __future__ import annotations
@@ -15,14 +17,83 @@ from typing import Any, TypeVar
 
 from ._logging import get_logger
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "WorkerLoop"]
 
 T = TypeVar("T")
 
 _log = get_logger(__name__)
 
 
-class LoopThread:
+class _Loop:
+    """How other threads use an event loop: schedule, or run a coroutine and block."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        raise NotImplementedError
+
+    def in_loop_thread(self) -> bool:
+        raise NotImplementedError
+
+    def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Schedule ``fn(*args)`` on the loop, from any thread."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coroutine`` on the loop; a concurrent Future for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and block this thread for its result.
+
+        On timeout or KeyboardInterrupt the coroutine is cancelled before re-raising.
+
+        :raises RuntimeError: when called from the loop thread itself (it would deadlock).
+        """
+        if self.in_loop_thread():
+            coroutine.close()
+            raise RuntimeError(
+                "a blocking executors call was made from the executor's event-loop thread; "
+                "it would deadlock"
+            )
+        future = self.submit(coroutine)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no result after {timeout} s") from None
+        except BaseException:
+            future.cancel()
+            raise
+
+
+class WorkerLoop(_Loop):
+    """The running loop of a Dask worker's client, used and never started or stopped."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def thread(self) -> None:
+        return None
+
+    def in_loop_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class LoopThread(_Loop):
     """An asyncio event loop on a thread of its own, started and stopped explicitly."""
 
     def __init__(self, name: str) -> None:
@@ -64,37 +135,6 @@ class LoopThread:
         except BaseException as exc:  # pragma: no cover - asyncio.run itself failed
             if not ready.done():
                 ready.set_exception(exc)
-            raise
-
-    def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None:
-        """Schedule ``fn(*args)`` on the loop, from any thread."""
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run ``coroutine`` on the loop; a concurrent Future for its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coroutine`` on the loop and block this thread for its result.
-
-        On timeout or KeyboardInterrupt the coroutine is cancelled before re-raising.
-
-        :raises RuntimeError: when called from the loop thread itself (it would deadlock).
-        """
-        if self.in_loop_thread():
-            coroutine.close()
-            raise RuntimeError(
-                "a blocking executors call was made from the executor's event-loop thread; "
-                "it would deadlock"
-            )
-        future = self.submit(coroutine)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(f"no result after {timeout} s") from None
-        except BaseException:
-            future.cancel()
             raise
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -12,7 +12,7 @@ import distributed
 
 from ._logging import get_logger
 
-__all__ = ["Session"]
+__all__ = ["Session", "WorkerSession"]
 
 
 class Session:
@@ -88,6 +88,12 @@ class Session:
         self._log.debug("cluster_created", cluster=type(cluster).__name__)
         return cluster
 
+    def connected(self) -> distributed.Client:
+        """The client; RuntimeError once the session has closed."""
+        if self.client is None:
+            raise RuntimeError("the executor's Dask client has closed")
+        return self.client
+
     def dashboard_link(self) -> str | None:
         try:
             link = self.client.dashboard_link if self.client is not None else None
@@ -105,6 +111,27 @@ class Session:
         finally:
             if cluster is not None:
                 await _close(cluster)
+
+
+class WorkerSession:
+    """Inside a Dask task: the worker's own client, borrowed and never closed."""
+
+    def __init__(self, client: distributed.Client) -> None:
+        self.client: distributed.Client | None = client
+
+    async def connect(self) -> None:
+        pass
+
+    def connected(self) -> distributed.Client:
+        if self.client is None:
+            raise RuntimeError("the executor has stopped")
+        return self.client
+
+    def dashboard_link(self) -> str | None:
+        return None
+
+    async def close(self) -> None:
+        self.client = None
 
 
 async def _close(cluster: Any) -> None:
