@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import time
+from typing import Any
 
 
 def inc(x: int) -> int:
@@ -49,3 +50,23 @@ def rendezvous(directory: str, name: str, others: int, timeout: float) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def fan_out(executor: Any, n: int) -> int:
+    """Submit ``n`` subtasks through ``executor`` (pickled into this task) and sum them."""
+    futures = [executor.submit(inc, i) for i in range(n)]
+    return sum(executor.wait(futures))
+
+
+def fan_out_in_block(executor: Any, n: int) -> int:
+    """Like :func:`fan_out`, inside ``with executor:`` on the worker."""
+    with executor:
+        futures = [executor.submit(inc, i) for i in range(n)]
+        first = futures[0].result()
+        return first + sum(executor.wait(futures[1:]))
+
+
+def worker_address() -> str:
+    import distributed
+
+    return str(distributed.get_worker().address)

@@ -1,0 +1,363 @@
+"""DaskExecutor beyond the shared behaviour: where it runs, what it refuses, and how it
+treats the cluster (SPEC §3.3, §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import logging
+import os
+import pathlib
+import pickle
+import signal
+import threading
+import time
+from typing import Any
+
+import clusters
+import distributed
+import psutil
+import pytest
+import tasks
+from conftest import TEMPORARY_CLUSTER, DaskProcesses, Recorder, wait_for_workers
+
+from executors import CancelledError, DaskExecutor, signals
+from executors._future import NOT_FETCHED
+
+# One worker with one thread: a task that blocks its slot while waiting on subtasks
+# would deadlock it, so the nesting tests prove the executor secedes.
+ONE_SLOT = {**TEMPORARY_CLUSTER, "n_workers": 1}
+
+
+def _on_scheduler(address: str, key: str) -> bool:
+    """Whether the scheduler at ``address`` still knows ``key``."""
+
+    def knows(dask_scheduler: Any, key: str) -> bool:
+        return key in dask_scheduler.tasks
+
+    with distributed.Client(address, set_as_default=False, timeout=30) as client:
+        return bool(client.run_on_scheduler(knows, key=key))
+
+
+def _until(predicate: Any, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+class TestWhereItRuns:
+    def test_cluster_class_as_a_class(self) -> None:
+        executor = DaskExecutor(
+            cluster_class=clusters.RecordingCluster, cluster_kwargs=TEMPORARY_CLUSTER
+        )
+        with executor:
+            assert executor.submit(tasks.inc, 1).result(timeout=30) == 2
+        made = clusters.MADE[-1]
+        assert made["made_by"] == "class" and made["asynchronous"] is True
+        assert made["n_workers"] == 2
+        assert made["silence_logs"] == logging.CRITICAL  # debug=None
+
+    def test_cluster_class_as_an_import_string(self) -> None:
+        executor = DaskExecutor(
+            cluster_class="clusters.RecordingCluster", cluster_kwargs=TEMPORARY_CLUSTER
+        )
+        before = len(clusters.MADE)
+        with executor:
+            assert executor.submit(tasks.inc, 2).result(timeout=30) == 3
+        assert len(clusters.MADE) == before + 1 and clusters.MADE[-1]["made_by"] == "class"
+
+    def test_cluster_class_as_a_factory(self) -> None:
+        executor = DaskExecutor(cluster_class=clusters.make_cluster, cluster_kwargs=ONE_SLOT)
+        with executor:
+            assert executor.submit(tasks.inc, 3).result(timeout=30) == 4
+        made = clusters.MADE[-1]
+        assert made["made_by"] == "factory" and made["asynchronous"] is True
+        assert "silence_logs" not in made  # only a LocalCluster class is known to take it
+
+    def test_adapt_kwargs_scale_a_cluster_from_zero_workers(self) -> None:
+        executor = DaskExecutor(
+            cluster_class=clusters.RecordingCluster,
+            cluster_kwargs={**TEMPORARY_CLUSTER, "n_workers": 0},
+            adapt_kwargs={"minimum": 0, "maximum": 1},
+        )
+        with executor:
+            # With no worker, this only finishes because adaptive scaling added one.
+            assert executor.submit(tasks.inc, 4).result(timeout=60) == 5
+        assert clusters.ADAPTED[-1] == {"minimum": 0, "maximum": 1}
+
+    def test_a_sync_cluster_object_is_used_and_left_running(self) -> None:
+        with distributed.LocalCluster(**TEMPORARY_CLUSTER) as cluster:
+            executor = DaskExecutor(cluster=cluster)
+            with executor:
+                assert executor.submit(tasks.inc, 5).result(timeout=30) == 6
+            assert cluster.status == distributed.core.Status.running
+            with distributed.Client(cluster, set_as_default=False) as client:
+                assert client.submit(tasks.inc, 1).result(timeout=30) == 2
+
+    def test_an_async_cluster_object_on_another_loop(self) -> None:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="user-loop", daemon=True)
+        thread.start()
+
+        async def make() -> Any:
+            return await distributed.LocalCluster(asynchronous=True, **TEMPORARY_CLUSTER)
+
+        async def close(cluster: Any) -> None:
+            await cluster.close()
+
+        cluster = asyncio.run_coroutine_threadsafe(make(), loop).result(60)
+        try:
+            with DaskExecutor(cluster=cluster) as executor:
+                assert executor.submit(tasks.inc, 6).result(timeout=30) == 7
+            assert cluster.status == distributed.core.Status.running
+        finally:
+            asyncio.run_coroutine_threadsafe(close(cluster), loop).result(60)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+
+    def test_the_address_of_a_running_scheduler(self, dask_processes: DaskProcesses) -> None:
+        address, _ = dask_processes.scheduler()
+        dask_processes.worker(address)
+        wait_for_workers(address, 1)
+        with DaskExecutor(address=address) as executor:
+            assert executor.wait([executor.submit(tasks.inc, i) for i in range(3)]) == [1, 2, 3]
+
+    def test_never_the_process_wide_default_client(self) -> None:
+        with DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER) as executor:
+            executor.submit(tasks.inc, 1).result(timeout=30)
+            with pytest.raises(ValueError, match="No clients found"):
+                distributed.default_client()
+
+    def test_debug_turns_dasks_loggers_to_debug(self) -> None:
+        logger = logging.getLogger("distributed")
+        old = logger.level
+        try:
+            executor = DaskExecutor(
+                cluster_class=clusters.RecordingCluster, cluster_kwargs=ONE_SLOT, debug=True
+            )
+            with executor:
+                executor.submit(tasks.inc, 1).result(timeout=30)
+                assert logger.level == logging.DEBUG
+            assert "silence_logs" not in clusters.MADE[-1]
+        finally:
+            logger.setLevel(old)
+
+
+class TestBadSettings:
+    @pytest.mark.parametrize(
+        ("settings", "named"),
+        [
+            ({"address": "tcp://127.0.0.1:8786", "cluster_kwargs": {}}, "cluster_kwargs"),
+            ({"address": "tcp://127.0.0.1:8786", "cluster_class": "x.Y"}, "cluster_class"),
+            ({"address": "tcp://127.0.0.1:8786", "adapt_kwargs": {}}, "adapt_kwargs"),
+            ({"address": "tcp://127.0.0.1:8786", "cluster": object()}, "cluster"),
+            ({"cluster_kwargs": {"asynchronous": False}}, "asynchronous"),
+            ({"client_kwargs": {"asynchronous": True}}, "asynchronous"),
+            ({"cluster_class": "no.such.module.Cluster"}, "no.such.module.Cluster"),
+            ({"cluster_class": "distributed.NoSuchCluster"}, "distributed.NoSuchCluster"),
+            ({"cluster_class": "distributed.__version__"}, "not callable"),
+            ({"cluster_class": 42}, "cluster_class"),
+            ({"address": "127.0.0.1:8786"}, "127.0.0.1:8786"),
+            ({"address": "nosuch://127.0.0.1:8786"}, "nosuch://"),
+            ({"address": "tcp://127.0.0.1"}, "tcp://127.0.0.1"),
+            ({"address": 8786}, "8786"),
+            ({"address": "tls://127.0.0.1:8786"}, "security"),
+            ({"connect_timeout": 0}, "connect_timeout"),
+            ({"connect_timeout": True}, "connect_timeout"),
+        ],
+    )
+    def test_conflicting_or_invalid_settings(self, settings: dict[str, Any], named: str) -> None:
+        with pytest.raises(ValueError) as raised:
+            DaskExecutor(**settings)
+        assert named in str(raised.value)
+
+    def test_a_cluster_object_with_cluster_settings(self) -> None:
+        class FakeCluster:
+            scheduler_address = "tcp://127.0.0.1:8786"
+
+        for extra in ({"cluster_class": "x.Y"}, {"cluster_kwargs": {}}, {"adapt_kwargs": {}}):
+            with pytest.raises(ValueError, match=next(iter(extra))):
+                DaskExecutor(cluster=FakeCluster(), **extra)
+        with pytest.raises(ValueError, match="scheduler_address"):
+            DaskExecutor(cluster=object())
+
+    def test_an_unreachable_address_fails_start_not_construction(self) -> None:
+        executor = DaskExecutor(address="tcp://127.0.0.1:9", connect_timeout=1)
+        with pytest.raises(OSError):
+            executor.__enter__()
+        with pytest.raises(RuntimeError, match="not running"):
+            executor.submit(tasks.inc, 1)
+
+
+class TestPickling:
+    def test_a_cluster_object_travels_as_its_address(self) -> None:
+        with distributed.LocalCluster(**TEMPORARY_CLUSTER) as cluster:
+            executor = DaskExecutor(cluster=cluster)
+            copy = pickle.loads(pickle.dumps(executor))
+            assert copy._settings()["address"] == cluster.scheduler_address
+            assert copy._settings()["cluster"] is None
+            assert executor.duplicate()._settings()["cluster"] is cluster
+
+    def test_nested_submission_does_not_deadlock_a_one_slot_worker(self) -> None:
+        with DaskExecutor(cluster_kwargs=ONE_SLOT) as executor:
+            outer = [executor.submit(tasks.fan_out, executor, 4) for _ in range(3)]
+            assert executor.wait(outer, timeout=60) == [10, 10, 10]
+
+    def test_a_with_block_inside_a_task_uses_the_workers_client(self) -> None:
+        before = len(clusters.MADE)
+        executor = DaskExecutor(cluster_class=clusters.RecordingCluster, cluster_kwargs=ONE_SLOT)
+        with executor:
+            assert executor.submit(tasks.fan_out_in_block, executor, 4).result(timeout=60) == 10
+        assert len(clusters.MADE) == before + 1  # no cluster was made on the worker
+
+    def test_nested_submission_from_worker_processes(self, scheduler_address: str) -> None:
+        with DaskExecutor(address=scheduler_address) as executor:
+            outer = [executor.submit(tasks.fan_out, executor, 3) for _ in range(3)]
+            assert executor.wait(outer, timeout=60) == [6, 6, 6]
+
+
+class TestTheCluster:
+    def test_the_tagged_task_runs_on_the_worker_with_the_resource(
+        self, dask_processes: DaskProcesses
+    ) -> None:
+        address, _ = dask_processes.scheduler()
+        dask_processes.worker(address, "--resources", "GPU=1")
+        dask_processes.worker(address)
+        wait_for_workers(address, 2)
+        with distributed.Client(address, set_as_default=False) as client:
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+        gpu = {a for a, info in workers.items() if info.get("resources", {}).get("GPU")}
+        assert len(gpu) == 1
+        with DaskExecutor(address=address) as executor:
+            tagged = [
+                executor.submit(
+                    tasks.worker_address, extra_context={"tags": ["dask-resource:GPU=1"]}
+                )
+                for _ in range(6)
+            ]
+            assert set(executor.wait(tagged, timeout=60)) == gpu
+
+    def test_a_dependency_stays_on_the_workers(self) -> None:
+        with DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER) as executor:
+            first = executor.submit(tasks.inc, 1)
+            second = executor.submit(tasks.inc, first)
+            assert second.result(timeout=30) == 3
+            assert first.done() and first._value is NOT_FETCHED  # never brought here
+            assert first.result(timeout=30) == 2
+
+    def test_a_delivered_result_is_released_on_the_scheduler(self, scheduler_address: str) -> None:
+        with DaskExecutor(address=scheduler_address) as executor:
+            future = executor.submit(tasks.inc, 1)
+            key = future.key
+            assert _on_scheduler(scheduler_address, key) or future.done()
+            assert future.result(timeout=30) == 2
+            assert _until(lambda: not _on_scheduler(scheduler_address, key))
+            assert future.result() == 2  # the value stays with the caller's Future
+
+    def test_a_dropped_future_is_released_on_the_scheduler(self, scheduler_address: str) -> None:
+        with DaskExecutor(address=scheduler_address) as executor:
+            future = executor.submit(tasks.inc, 1)
+            assert future.exception(timeout=30) is None  # done; the result is not fetched
+            key = future.key
+            assert _on_scheduler(scheduler_address, key)  # finished, result not fetched
+            del future
+            gc.collect()
+            assert _until(lambda: not _on_scheduler(scheduler_address, key))
+
+    def test_the_performance_report(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "report.html"
+        executor = DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER, performance_report_path=path)
+        with executor:
+            executor.wait([executor.submit(tasks.inc, i) for i in range(5)], timeout=30)
+        text = path.read_text()
+        assert "Dask Performance Report" in text
+        assert executor.performance_report == text
+        with DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER) as plain:
+            plain.submit(tasks.inc, 1).result(timeout=30)
+        assert plain.performance_report is None
+
+
+class TestThreadsAndInterrupts:
+    def test_a_blocking_call_from_the_loop_thread_raises(self) -> None:
+        with DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER) as executor:
+            future = executor.submit(tasks.sleep_then, 0.5, 1)
+            outcome: concurrent.futures.Future[BaseException | None] = concurrent.futures.Future()
+
+            def block_on_the_loop() -> None:
+                try:
+                    future.result(timeout=5)
+                except BaseException as exc:
+                    outcome.set_result(exc)
+                else:
+                    outcome.set_result(None)
+
+            assert executor._run is not None
+            executor._run.backend.loop.call_soon(block_on_the_loop)
+            error = outcome.result(30)
+            assert isinstance(error, RuntimeError) and "deadlock" in str(error)
+            assert future.result(timeout=30) == 1
+
+    def test_cancel_from_eight_threads_at_once(self) -> None:
+        executor = DaskExecutor(cluster_kwargs=ONE_SLOT)
+        cancelled = Recorder("run_cancelled")
+        with signals.run_cancelled.connected_to(cancelled, sender=executor), executor:
+            futures = [executor.submit(tasks.sleep_then, 0.2, i) for i in range(20)]
+            barrier = threading.Barrier(8)
+
+            def cancel(n: int) -> bool:
+                barrier.wait(10)
+                return executor.cancel(f"thread {n}")
+
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                outcomes = list(pool.map(cancel, range(8)))
+            assert outcomes.count(True) == 1
+            states = []
+            for future in futures:
+                try:
+                    future.result(timeout=30)
+                    states.append("finished")
+                except CancelledError:
+                    states.append("cancelled")
+            assert "cancelled" in states
+        assert len(cancelled.calls) == 1
+
+    def test_ctrl_c_in_wait_on_a_process_cluster(self, tmp_path: pathlib.Path) -> None:
+        pid_file = tmp_path / "pid"
+        executor = DaskExecutor(
+            cluster_kwargs={
+                "n_workers": 1,
+                "threads_per_worker": 1,
+                "processes": True,
+                "host": "127.0.0.1",
+                "dashboard_address": "127.0.0.1:0",
+            }
+        )
+        cancelled = Recorder("run_cancelled")
+        interrupted: list[float] = []
+
+        def interrupt_when_running() -> None:
+            deadline = time.monotonic() + 60
+            while not pid_file.exists() or not pid_file.read_text():
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.02)
+            interrupted.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
+
+        with signals.run_cancelled.connected_to(cancelled, sender=executor):
+            with pytest.raises(KeyboardInterrupt):
+                with executor:
+                    future = executor.submit(tasks.write_pid_and_sleep, str(pid_file), 60)
+                    threading.Thread(target=interrupt_when_running, daemon=True).start()
+                    executor.wait(future)
+            returned = time.monotonic()
+        assert interrupted and returned - interrupted[0] < 5
+        assert future.cancelled()
+        assert [c["reason"] for c in cancelled.calls] == ["KeyboardInterrupt"]
+        pid = int(pid_file.read_text())
+        assert _until(lambda: not psutil.pid_exists(pid), 5)
