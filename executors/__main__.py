@@ -7,11 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from ._base import Executor
+from ._dask import DaskExecutor
 from ._demo import run_demo
 from ._local import LocalExecutor
 from ._local_dask import LocalDaskExecutor
 
-EXECUTORS = ("local", "local-dask")
+EXECUTORS = ("local", "local-dask", "dask")
 
 
 def _positive(text: str) -> int:
@@ -37,14 +38,15 @@ def _parser() -> argparse.ArgumentParser:
         "--executor",
         choices=EXECUTORS,
         default="local-dask",
-        help="where the tasks run (default: local-dask, dask's process pool)",
+        help="where the tasks run: local (in this thread), local-dask (dask's process "
+        "pool, the default) or dask (a temporary distributed.LocalCluster on 127.0.0.1)",
     )
     demo.add_argument("--tasks", type=_positive, default=40, help="how many ranges (default 40)")
     demo.add_argument(
         "--workers",
         type=_positive,
         default=None,
-        help="worker processes for local-dask (default: one per CPU)",
+        help="worker processes for local-dask and dask (default: one per CPU)",
     )
     return parser
 
@@ -52,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
 def _executor(name: str, workers: int | None) -> Executor:
     if name == "local":
         return LocalExecutor()
+    if name == "dask":
+        cluster: dict[str, object] = {
+            "threads_per_worker": 1,
+            "host": "127.0.0.1",
+            "dashboard_address": "127.0.0.1:0",
+        }
+        if workers is not None:
+            cluster["n_workers"] = workers
+        return DaskExecutor(cluster_kwargs=cluster)
     return LocalDaskExecutor("processes", num_workers=workers)
 
 

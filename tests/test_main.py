@@ -10,7 +10,7 @@ import pytest
 from executors.__main__ import main
 
 
-@pytest.mark.parametrize("executor", ["local", "local-dask"])
+@pytest.mark.parametrize("executor", ["local", "local-dask", "dask"])
 def test_demo_runs_and_checks_its_answer(executor: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--executor", executor, "--tasks", "3", "--workers", "2"]) == 0
     out = capsys.readouterr().out
