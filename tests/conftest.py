@@ -305,3 +305,17 @@ def executor_logs() -> Iterator[list[logging.LogRecord]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in the main thread, as in a terminal.
+
+    A shell starting a job in the background (``cmd &``) ignores SIGINT in it, and Python
+    then keeps it ignored; the Ctrl-C tests must not depend on how pytest was launched.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

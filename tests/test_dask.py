@@ -326,7 +326,9 @@ class TestThreadsAndInterrupts:
             assert "cancelled" in states
         assert len(cancelled.calls) == 1
 
-    def test_ctrl_c_in_wait_on_a_process_cluster(self, tmp_path: pathlib.Path) -> None:
+    def test_ctrl_c_in_wait_on_a_process_cluster(
+        self, tmp_path: pathlib.Path, ctrl_c_raises: None
+    ) -> None:
         pid_file = tmp_path / "pid"
         executor = DaskExecutor(
             cluster_kwargs={

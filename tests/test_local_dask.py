@@ -122,7 +122,9 @@ class TestProcesses:
                 future.result(timeout=10)
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
-    def test_ctrl_c_in_wait_ends_the_task_process_within_3_s(self, tmp_path: pathlib.Path) -> None:
+    def test_ctrl_c_in_wait_ends_the_task_process_within_3_s(
+        self, tmp_path: pathlib.Path, ctrl_c_raises: None
+    ) -> None:
         pid_file = tmp_path / "pid"
         executor = LocalDaskExecutor("processes", num_workers=1)
         cancelled: list[str] = []
