@@ -70,3 +70,12 @@ def worker_address() -> str:
     import distributed
 
     return str(distributed.get_worker().address)
+
+
+def fail_once(path: str) -> str:
+    """Fail the first time (leaving ``path`` behind), succeed after."""
+    marker = pathlib.Path(path)
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("first attempt")
+    return "second attempt"

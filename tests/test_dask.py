@@ -242,6 +242,29 @@ class TestTheCluster:
             ]
             assert set(executor.wait(tagged, timeout=60)) == gpu
 
+    def test_retries_reach_dask(self, tmp_path: pathlib.Path) -> None:
+        with DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER) as executor:
+            once = executor.submit(tasks.fail_once, str(tmp_path / "a"))
+            retried = executor.submit(
+                tasks.fail_once, str(tmp_path / "b"), extra_context={"retries": 1}
+            )
+            with pytest.raises(RuntimeError, match="first attempt"):
+                once.result(timeout=30)
+            assert retried.result(timeout=30) == "second attempt"
+
+    def test_priority_reaches_the_scheduler(self, scheduler_address: str) -> None:
+        def user_priority(dask_scheduler: Any, key: str) -> int:
+            return -int(dask_scheduler.tasks[key].priority[0])
+
+        with (
+            DaskExecutor(address=scheduler_address) as executor,
+            distributed.Client(scheduler_address, set_as_default=False) as client,
+        ):
+            future = executor.submit(tasks.sleep_then, 2, extra_context={"priority": 7})
+            assert _until(lambda: _on_scheduler(scheduler_address, future.key))
+            assert client.run_on_scheduler(user_priority, key=future.key) == 7
+            future.result(timeout=30)
+
     def test_a_dependency_stays_on_the_workers(self) -> None:
         with DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER) as executor:
             first = executor.submit(tasks.inc, 1)
