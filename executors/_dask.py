@@ -88,6 +88,11 @@ def _import_cluster_class(path: str) -> Callable[..., Any]:
     return factory  # type: ignore[no-any-return]
 
 
+def _given(**settings: Any) -> list[str]:
+    """The names of the settings that were given (are not None), in order."""
+    return [name for name, value in settings.items() if value is not None]
+
+
 def _check_address(address: str, client_kwargs: Mapping[str, Any]) -> None:
     if not isinstance(address, str):
         raise ValueError(f"address must be a str like 'tcp://127.0.0.1:8786', got {address!r}")
@@ -146,30 +151,22 @@ class DaskExecutor(Executor):
     ) -> None:
         super().__init__()
         if address is not None:
-            clashes = [
-                name
-                for name, value in (
-                    ("cluster", cluster),
-                    ("cluster_class", cluster_class),
-                    ("cluster_kwargs", cluster_kwargs),
-                    ("adapt_kwargs", adapt_kwargs),
-                )
-                if value is not None
-            ]
+            clashes = _given(
+                cluster=cluster,
+                cluster_class=cluster_class,
+                cluster_kwargs=cluster_kwargs,
+                adapt_kwargs=adapt_kwargs,
+            )
             if clashes:
                 raise ValueError(
                     f"address connects to a running scheduler; it cannot go with {clashes}"
                 )
         if cluster is not None:
-            clashes = [
-                name
-                for name, value in (
-                    ("cluster_class", cluster_class),
-                    ("cluster_kwargs", cluster_kwargs),
-                    ("adapt_kwargs", adapt_kwargs),
-                )
-                if value is not None
-            ]
+            clashes = _given(
+                cluster_class=cluster_class,
+                cluster_kwargs=cluster_kwargs,
+                adapt_kwargs=adapt_kwargs,
+            )
             if clashes:
                 raise ValueError(
                     f"cluster is a running cluster; it cannot go with {clashes} (scale or "

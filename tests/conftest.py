@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -319,3 +320,30 @@ def ctrl_c_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def wait_for_pid(path: Path, timeout: float = 30.0) -> int:
+    """The pid a task wrote to ``path``, once it is there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return int(path.read_text())
+        time.sleep(0.01)
+    raise AssertionError(f"no pid in {path} after {timeout} s")
+
+
+def ctrl_c_once_written(path: Path, timeout: float = 60.0) -> list[float]:
+    """Send this process a real Ctrl-C (SIGINT) from a thread once a task has written its
+    pid to ``path``. The returned list gets the time it was sent."""
+    sent: list[float] = []
+
+    def interrupt() -> None:
+        try:
+            wait_for_pid(path, timeout)
+        except AssertionError:
+            return  # the test then finds nothing was sent
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    return sent

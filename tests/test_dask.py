@@ -7,10 +7,8 @@ import asyncio
 import concurrent.futures
 import gc
 import logging
-import os
 import pathlib
 import pickle
-import signal
 import threading
 import time
 from typing import Any
@@ -20,7 +18,13 @@ import distributed
 import psutil
 import pytest
 import tasks
-from conftest import TEMPORARY_CLUSTER, DaskProcesses, Recorder, wait_for_workers
+from conftest import (
+    TEMPORARY_CLUSTER,
+    DaskProcesses,
+    Recorder,
+    ctrl_c_once_written,
+    wait_for_workers,
+)
 
 from executors import CancelledError, DaskExecutor, signals
 from executors._future import NOT_FETCHED
@@ -363,22 +367,11 @@ class TestThreadsAndInterrupts:
             }
         )
         cancelled = Recorder("run_cancelled")
-        interrupted: list[float] = []
-
-        def interrupt_when_running() -> None:
-            deadline = time.monotonic() + 60
-            while not pid_file.exists() or not pid_file.read_text():
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.02)
-            interrupted.append(time.monotonic())
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
-
         with signals.run_cancelled.connected_to(cancelled, sender=executor):
             with pytest.raises(KeyboardInterrupt):
                 with executor:
                     future = executor.submit(tasks.write_pid_and_sleep, str(pid_file), 60)
-                    threading.Thread(target=interrupt_when_running, daemon=True).start()
+                    interrupted = ctrl_c_once_written(pid_file)
                     executor.wait(future)
             returned = time.monotonic()
         assert interrupted and returned - interrupted[0] < 5

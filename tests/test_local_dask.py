@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import signal
-import threading
 import time
 
 import dask
@@ -13,6 +10,7 @@ import dask.system
 import psutil
 import pytest
 import tasks
+from conftest import ctrl_c_once_written, wait_for_pid
 
 from executors import CancelledError, LocalDaskExecutor, signals
 
@@ -116,7 +114,7 @@ class TestProcesses:
         with LocalDaskExecutor("processes", num_workers=1) as ex:
             future = ex.submit(tasks.write_pid_and_sleep, str(pid_file), 30)
             ex._run.backend.flush()  # type: ignore[union-attr]
-            pid = _wait_for_pid(pid_file)
+            pid = wait_for_pid(pid_file)
             ex.cancel("stop now")
             with pytest.raises(CancelledError):
                 future.result(timeout=10)
@@ -132,15 +130,11 @@ class TestProcesses:
         def on_cancel(sender: object, *, reason: str, **extra: object) -> None:
             cancelled.append(reason)
 
-        def interrupt_when_running() -> None:
-            _wait_for_pid(pid_file)
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
-
         with signals.run_cancelled.connected_to(on_cancel, sender=executor):
             with pytest.raises(KeyboardInterrupt):
                 with executor:
                     future = executor.submit(tasks.write_pid_and_sleep, str(pid_file), 30)
-                    threading.Thread(target=interrupt_when_running, daemon=True).start()
+                    ctrl_c_once_written(pid_file)
                     executor.wait(future)
             interrupted = time.monotonic()
         pid = int(pid_file.read_text())
@@ -161,12 +155,3 @@ class TestThreads:
         time.sleep(0.5)
         assert blocker.cancelled() and all(f.cancelled() for f in queued)
         assert list(tmp_path.iterdir()) == []
-
-
-def _wait_for_pid(path: pathlib.Path, timeout: float = 30) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return int(path.read_text())
-        time.sleep(0.01)
-    raise AssertionError(f"no pid in {path} after {timeout} s")
