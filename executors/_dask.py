@@ -204,8 +204,7 @@ class DaskExecutor(Executor):
         self._cluster_kwargs = dict(cluster_kwargs) if cluster_kwargs is not None else None
         self._adapt_kwargs = dict(adapt_kwargs) if adapt_kwargs is not None else None
         self._client_kwargs = dict(client_kwargs) if client_kwargs is not None else None
-        self._debug = bool(debug)
-        self._debug_setting = debug
+        self._debug = debug
         self._performance_report_path = performance_report_path
         self._disable_cancellation_event = disable_cancellation_event
         self._watch_worker_status = watch_worker_status
@@ -221,7 +220,7 @@ class DaskExecutor(Executor):
             "cluster_kwargs": self._cluster_kwargs,
             "adapt_kwargs": self._adapt_kwargs,
             "client_kwargs": self._client_kwargs,
-            "debug": self._debug_setting,
+            "debug": self._debug,
             "performance_report_path": self._performance_report_path,
             "disable_cancellation_event": self._disable_cancellation_event,
             "watch_worker_status": self._watch_worker_status,
@@ -340,7 +339,7 @@ class _DaskRun:
             cluster_kwargs=executor._cluster_kwargs or {},
             adapt_kwargs=executor._adapt_kwargs,
             client_kwargs=executor._client_kwargs or {},
-            debug=executor._debug,
+            debug=bool(executor._debug),
             connect_timeout=executor._connect_timeout,
             executor_id=executor.executor_id,
         )
@@ -360,17 +359,10 @@ class _DaskRun:
         finally:
             self.loop.stop()
 
-    def check_not_loop(self) -> None:
-        if self.loop.in_loop_thread():
-            raise RuntimeError(
-                "a blocking executors call was made from the executor's event-loop thread; "
-                "it would deadlock"
-            )
-
     def before_blocking(self) -> None:
         """About to block a thread on Futures. In a Dask task, first leave the worker's
         thread pool (once): the subtasks waited for may need that slot to run."""
-        self.check_not_loop()
+        self.loop.check_not_in_loop()
         if self.on_worker and getattr(thread_state, "proceed", False):
             distributed.secede()
 
@@ -383,7 +375,6 @@ class _DaskRun:
             self.loop.call_soon(self._on_wake)
 
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
-        self.check_not_loop()
         self.loop.run(self._afetch(futures), timeout)
 
     def cancel_one(self, future: Future[Any]) -> bool:

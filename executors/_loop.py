@@ -34,6 +34,14 @@ class _Loop:
     def in_loop_thread(self) -> bool:
         raise NotImplementedError
 
+    def check_not_in_loop(self) -> None:
+        """:raises RuntimeError: on the loop thread, where blocking would deadlock."""
+        if self.in_loop_thread():
+            raise RuntimeError(
+                "a blocking executors call was made from the executor's event-loop thread; "
+                "it would deadlock"
+            )
+
     def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None:
         """Schedule ``fn(*args)`` on the loop, from any thread."""
         self.loop.call_soon_threadsafe(fn, *args)
@@ -49,12 +57,11 @@ class _Loop:
 
         :raises RuntimeError: when called from the loop thread itself (it would deadlock).
         """
-        if self.in_loop_thread():
+        try:
+            self.check_not_in_loop()
+        except RuntimeError:
             coroutine.close()
-            raise RuntimeError(
-                "a blocking executors call was made from the executor's event-loop thread; "
-                "it would deadlock"
-            )
+            raise
         future = self.submit(coroutine)
         try:
             return future.result(timeout)
