@@ -14,6 +14,7 @@ import collections
 import importlib
 import logging
 import pathlib
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -23,18 +24,24 @@ import distributed.comm
 from distributed.comm.addressing import parse_address, parse_host_port
 from distributed.threadpoolexecutor import thread_state
 
+from . import signals
 from ._base import Executor, Run
+from ._cancel import TOPIC, NotStarted, flag_for, relay_not_started
+from ._context import current_task
 from ._dispatch import Dispatcher
 from ._future import ERROR, FINISHED, NOT_FETCHED, PENDING, Future, block_until_done
 from ._loop import LoopThread, WorkerLoop
-from ._session import Session, WorkerSession
+from ._session import Session, WorkerSession, scheduler_rpc
 from ._structure import resolve_refs, to_refs
 from ._task import Task
+from ._workers import WorkerWatcher
 
 __all__ = ["DaskExecutor"]
 
 # Seconds a stop gives the client and a temporary cluster to close.
 CLOSE_TIMEOUT = 60.0
+# Seconds cancel() and stop give the scheduler to clear the run's cancellation Event.
+CLEAR_TIMEOUT = 5.0
 
 
 def _call(
@@ -42,18 +49,32 @@ def _call(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     deps: dict[str, Any] | None = None,
+    run_flag: str | None = None,
 ) -> Any:
     """What each Dask task runs on its worker.
 
     The user's keyword arguments travel as one dict, apart from ``Client.submit``'s own
     (``key``, ``pure``, ``resources``, ...). Dependencies travel as the flat ``deps``
     dict, which Dask resolves; :class:`Ref` placeholders in the arguments are filled from
-    it here, so nesting works the same on every executor.
+    it here, so nesting works the same on every executor. ``run_flag`` names the run's
+    cancellation Event: a task of a cancelled run does not start (see ``_cancel.py``).
     """
     if deps:
         args = resolve_refs(args, deps)
         kwargs = resolve_refs(kwargs, deps)
-    return fn(*args, **kwargs)
+    if run_flag is None:
+        return fn(*args, **kwargs)
+    worker = distributed.get_worker()
+    flag = flag_for(run_flag, worker)
+    if not flag.should_run():
+        key = str(worker.get_current_task())
+        relay_not_started(worker, run_flag, key)
+        raise NotStarted(key, "its run was cancelled before it started")
+    token = current_task.set(flag.context)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        current_task.reset(token)
 
 
 def _in_dask_task() -> bool:
@@ -130,6 +151,10 @@ class DaskExecutor(Executor):
         ``LocalCluster`` is made with ``silence_logs=CRITICAL``.
     :param performance_report_path: write a Dask performance report of the run there at
         stop; its text is then in :attr:`performance_report`.
+    :param disable_cancellation_event: do without the run's ``distributed.Event``:
+        ``cancel()`` still cancels pending Futures, but tasks no longer check the run
+        before they start and ``should_run()`` in a task stays True.
+    :param watch_worker_status: False turns ``worker_added``/``worker_removed`` off.
     :param connect_timeout: seconds to reach the scheduler.
     :raises ValueError: for conflicting settings, an import string that does not import,
         or an invalid address.
@@ -275,6 +300,9 @@ class DaskExecutor(Executor):
             self._log.info("dashboard", dashboard_link=link)
         return link
 
+    def _after_open(self, run: Run) -> None:
+        run.backend.after_open()
+
     def _submit(self, run: Run, task: Task) -> None:
         run.backend.submit(task)
 
@@ -314,15 +342,30 @@ class _DaskRun:
         self.loop: LoopThread | WorkerLoop
         self.session: Session | WorkerSession
         self.report_path = executor._performance_report_path
+        # The name of the run's cancellation Event, which this run sets and clears unless
+        # it only borrows it: inside a task, subtasks belong to the run of that task.
+        self.flag_name: str | None = None
+        self.owns_flag = False
+        self.watch_workers = False
         if on_worker:  # inside a task: the worker's client and loop, never a new cluster
             client = distributed.get_client()
             self.loop = WorkerLoop(getattr(client.loop, "asyncio_loop"))  # noqa: B009
             self.session = WorkerSession(client)
             self.report_path = None
             self.log = self.log.bind(on_worker=True)
+            context = current_task.get()
+            if context is not None and context.remote is not None:
+                self.flag_name = context.remote.name
         else:
             self.loop = LoopThread(f"executors-loop-{id(executor):x}")
             self.session = self._session(executor)
+            if not executor._disable_cancellation_event:
+                self.flag_name = f"executors-run-{uuid.uuid4().hex}"
+                self.owns_flag = True
+            self.watch_workers = executor._watch_worker_status is not False
+        self.workers: WorkerWatcher | None = None  # loop-owned
+        self.flag_cleared = False  # loop-owned
+        self.reported: set[str] = set()  # keys reported by task_cancelled; loop-owned
         self.report: Any = None
         self.incoming: collections.deque[Task] = collections.deque()
         self.wake_scheduled = False
@@ -358,6 +401,11 @@ class _DaskRun:
                 self.loop.run(self.session.close(), timeout=CLOSE_TIMEOUT)
         finally:
             self.loop.stop()
+
+    def after_open(self) -> None:
+        """``executor_started`` is queued: worker events may follow."""
+        if self.workers is not None:
+            self.loop.call_soon(self.workers.begin)
 
     def before_blocking(self) -> None:
         """About to block a thread on Futures. In a Dask task, first leave the worker's
@@ -404,6 +452,13 @@ class _DaskRun:
     async def _aopen(self) -> None:
         try:
             await self.session.connect()
+            client = self.session.connected()
+            if self.owns_flag:
+                await scheduler_rpc(client).event_set(name=self.flag_name)
+                client.subscribe_topic(TOPIC, self._on_relay)
+            if self.watch_workers:
+                self.workers = WorkerWatcher(self.run.dispatcher.send, self.log)
+                self.workers.open(client)
             if self.report_path is not None:
                 self.report = distributed.performance_report(filename=str(self.report_path))
                 with self.session.connected().as_current():
@@ -428,7 +483,7 @@ class _DaskRun:
         if future._state is not PENDING:
             return
         if run.cancelled.is_set() or client is None:
-            run.cancel_pending(future, by_run=True)
+            self._cancelled_by_run(future)
             return
         args, kwargs = task.args, task.kwargs
         deps = None
@@ -445,6 +500,7 @@ class _DaskRun:
                 args,
                 kwargs,
                 deps,
+                self.flag_name,
                 key=future._key,
                 pure=False,
                 resources=options.resources,
@@ -487,10 +543,40 @@ class _DaskRun:
             error = await dask_future.exception()
             traceback = await dask_future.traceback()
             self._forget(key)
-            self.run.settle(future, ERROR, error.with_traceback(traceback))
+            if isinstance(error, NotStarted):
+                self._cancelled_by_run(future)
+            else:
+                self.run.settle(future, ERROR, error.with_traceback(traceback))
         else:
             self._forget(key)
-            self.run.cancel_pending(future, by_run=self.run.cancelled.is_set())
+            if self.run.cancelled.is_set():
+                self._cancelled_by_run(future)
+            else:
+                self.run.cancel_pending(future, by_run=False)
+
+    def _cancelled_by_run(self, future: Future[Any]) -> bool:
+        """End ``future`` cancelled because its run was; ``task_cancelled`` once per key."""
+        if future._key in self.reported or not self.run.cancel_pending(future, by_run=True):
+            return False
+        self.reported.add(future._key)
+        return True
+
+    def _on_relay(self, event: tuple[float, Any]) -> None:
+        """A worker did not start a task of this run (called by distributed on the loop)."""
+        msg = event[1]
+        if not isinstance(msg, dict) or msg.get("run") != self.flag_name:
+            return
+        key = msg.get("key")
+        if not isinstance(key, str) or key in self.reported:
+            return
+        entry = self.live.get(key)
+        future = entry.future() if entry is not None else None
+        if future is not None:
+            self._forget(key)
+            self._cancelled_by_run(future)
+        else:  # a subtask submitted from inside a task of this run
+            self.reported.add(key)
+            self.run.dispatcher.send(signals.task_cancelled, key=key)
 
     def _forget(self, key: str) -> None:
         entry = self.live.pop(key, None)
@@ -538,16 +624,27 @@ class _DaskRun:
 
     async def _acancel(self, futures: list[Future[Any]] | None, by_run: bool) -> int:
         """Settle pending Futures as cancelled (all of them when ``futures`` is None),
-        then cancel their Dask futures. Returns how many ended cancelled."""
+        then cancel their Dask futures. Returns how many ended cancelled.
+
+        A run's cancel first clears its Event, so that no task starts from then on, even
+        one the scheduler has already sent to a worker."""
         run = self.run
+        if by_run:
+            await self._aclear_flag()
+            settle = self._cancelled_by_run
+        else:
+
+            def settle(future: Future[Any]) -> bool:
+                return run.cancel_pending(future, by_run=False)
+
         count = 0
         if futures is None:
             while self.incoming:
-                count += run.cancel_pending(self.incoming.popleft().future, by_run)
+                count += settle(self.incoming.popleft().future)
             futures = [f for e in self.live.values() if (f := e.future()) is not None]
         to_cancel = []
         for future in futures:
-            if run.cancel_pending(future, by_run):
+            if settle(future):
                 count += 1
                 entry = self.live.pop(future._key, None)
                 if entry is not None:
@@ -557,15 +654,43 @@ class _DaskRun:
             await client.cancel(to_cancel)
         return count
 
+    async def _aclear_flag(self) -> None:
+        """Clear the run's Event (once): tasks of the run no longer start."""
+        if not self.owns_flag or self.flag_cleared:
+            return
+        self.flag_cleared = True
+        client = self.session.client
+        if client is None or client.status != "running":
+            return  # the scheduler cannot be told; issue 5 re-creates the Event
+        try:
+            clearing = scheduler_rpc(client).event_clear(name=self.flag_name)
+            await asyncio.wait_for(clearing, CLEAR_TIMEOUT)
+        except Exception as exc:
+            self.log.warning("cancellation_event_not_cleared", error=repr(exc))
+
     async def _aclose(self) -> str | None:
+        """Stop following the cluster, then close the client and the cluster it made.
+
+        The Event is cleared at every stop: the scheduler then forgets it."""
         text = None
         client = self.session.client
-        if self.report is not None and client is not None:
-            with client.as_current():
-                await self.report.__aexit__(None, None, None)
-            text = pathlib.Path(str(self.report_path)).read_text()
-        for watcher in list(self.watchers):
-            watcher.cancel()
-        self.live.clear()
-        await self.session.close()
+        made_cluster = getattr(self.session, "cluster", None) is not None
+        try:
+            if self.report is not None and client is not None:
+                with client.as_current():
+                    await self.report.__aexit__(None, None, None)
+                text = pathlib.Path(str(self.report_path)).read_text()
+            for watcher in list(self.watchers):
+                watcher.cancel()
+            self.live.clear()
+            if self.workers is not None:
+                await self.workers.close()
+            await self._aclear_flag()
+            if self.owns_flag and client is not None and client.status == "running":
+                client.unsubscribe_topic(TOPIC)
+        finally:
+            await self.session.close()
+        if made_cluster and self.workers is not None:
+            self.workers.all_removed()
+        self.reported.clear()
         return text

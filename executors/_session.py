@@ -12,7 +12,7 @@ import distributed
 
 from ._logging import get_logger
 
-__all__ = ["Session", "WorkerSession"]
+__all__ = ["Session", "WorkerSession", "scheduler_rpc"]
 
 
 class Session:
@@ -132,6 +132,18 @@ class WorkerSession:
 
     async def close(self) -> None:
         self.client = None
+
+
+def scheduler_rpc(client: distributed.Client) -> Any:
+    """The client's RPC handle on its scheduler (``await rpc.identity()``, ...).
+
+    :raises RuntimeError: once the client has closed (distributed would raise an
+        AttributeError on None).
+    """
+    rpc = client.scheduler
+    if rpc is None:
+        raise RuntimeError("the executor's Dask client has closed")
+    return rpc
 
 
 async def _close(cluster: Any) -> None:

@@ -43,13 +43,18 @@ _signals = Namespace()
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """What a ``worker_added``/``worker_removed`` receiver learns about a Dask worker."""
+    """What a ``worker_added``/``worker_removed`` receiver learns about a Dask worker.
+
+    Hashable (``resources`` does not take part in the hash), so workers can be kept in
+    a set. ``name`` is the worker's ``--name`` (a LocalCluster numbers them); the address
+    changes when a worker restarts, the name only if it was not given.
+    """
 
     address: str
     name: str
     nthreads: int
-    memory_limit: int | None
-    resources: dict[str, float] = field(default_factory=dict)
+    memory_limit: int | None  # bytes; None when the worker has no limit
+    resources: dict[str, float] = field(default_factory=dict, hash=False)
 
 
 executor_started = _signals.signal(

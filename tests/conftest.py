@@ -54,7 +54,8 @@ KINDS = [
     Kind("dask-threads", lambda: LocalDaskExecutor("threads", num_workers=2), False, True),
     Kind("dask-sync", lambda: LocalDaskExecutor("synchronous"), False, True),
     Kind("dask-processes", lambda: LocalDaskExecutor("processes", num_workers=2), False, False),
-    # should_run() inside Dask tasks comes with the worker-side cancellation (issue 4).
+    # A Dask task runs a pickled copy of the test's closure, so the shared test below cannot
+    # watch it; test_dask_cancel.py tests should_run() on Dask.
     Kind(
         "distributed-temporary",
         lambda: DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER),
@@ -165,6 +166,16 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
 
 
 def wait_for_workers(address: str, count: int, timeout: float = 60.0) -> None:

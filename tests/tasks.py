@@ -79,3 +79,48 @@ def fail_once(path: str) -> str:
         marker.write_text("failed once")
         raise RuntimeError("first attempt")
     return "second attempt"
+
+
+def cooperate(path: str, limit: float) -> int:
+    """Work in small steps while ``should_run()``, for at most ``limit`` seconds; then
+    write to ``path`` when it stopped and how many steps it made."""
+    from executors import should_run
+
+    started = time.time()
+    pathlib.Path(path + ".started").write_text(str(started))
+    steps = 0
+    while should_run() and time.time() - started < limit:
+        steps += 1
+        time.sleep(0.001)
+    pathlib.Path(path).write_text(f"{time.time()} {steps}")
+    return steps
+
+
+def should_run_calls(n: int) -> tuple[int, float, int]:
+    """Call ``should_run()`` ``n`` times in a Dask task; return how many said True, the
+    seconds taken, and how many scheduler round trips the run's flag made meanwhile."""
+    from executors import should_run
+    from executors._context import current_task
+
+    context = current_task.get()
+    flag: Any = context.remote if context is not None else None
+    asks_before = flag.asks if flag is not None else 0
+    started = time.perf_counter()
+    true = sum(should_run() for _ in range(n))
+    elapsed = time.perf_counter() - started
+    return true, elapsed, (flag.asks if flag is not None else 0) - asks_before
+
+
+def cancel_then_touch(executor: Any, directory: str, token: str, n: int, limit: float) -> None:
+    """Inside a task: submit a cooperative blocker and ``n`` tasks that each touch a file
+    in ``directory`` (keys ``touch-<i>-<token>``), then wait for all of them."""
+    blocker = executor.submit(
+        cooperate, f"{directory}/blocker", limit, extra_context={"key": f"blocker-{token}"}
+    )
+    touches = [
+        executor.submit(
+            touch, f"{directory}/touched-{i}", blocker, extra_context={"key": f"touch-{i}-{token}"}
+        )
+        for i in range(n)
+    ]
+    executor.wait(touches)

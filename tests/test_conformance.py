@@ -360,7 +360,7 @@ class TestCancellation:
         self, ex: Executor, kind: Kind
     ) -> None:
         if not kind.cooperative:
-            pytest.skip("a cancel terminates the task's process instead (or not yet on Dask)")
+            pytest.skip("its tasks run copies of this test's state (see test_dask_cancel.py)")
 
         seen: list[bool] = []
 

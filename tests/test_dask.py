@@ -24,6 +24,7 @@ from conftest import (
     Recorder,
     ctrl_c_once_written,
     wait_for_workers,
+    wait_until,
 )
 
 from executors import CancelledError, DaskExecutor, signals
@@ -42,15 +43,6 @@ def _on_scheduler(address: str, key: str) -> bool:
 
     with distributed.Client(address, set_as_default=False, timeout=30) as client:
         return bool(client.run_on_scheduler(knows, key=key))
-
-
-def _until(predicate: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 class TestWhereItRuns:
@@ -265,7 +257,7 @@ class TestTheCluster:
             distributed.Client(scheduler_address, set_as_default=False) as client,
         ):
             future = executor.submit(tasks.sleep_then, 2, extra_context={"priority": 7})
-            assert _until(lambda: _on_scheduler(scheduler_address, future.key))
+            assert wait_until(lambda: _on_scheduler(scheduler_address, future.key))
             assert client.run_on_scheduler(user_priority, key=future.key) == 7
             future.result(timeout=30)
 
@@ -283,7 +275,7 @@ class TestTheCluster:
             key = future.key
             assert _on_scheduler(scheduler_address, key) or future.done()
             assert future.result(timeout=30) == 2
-            assert _until(lambda: not _on_scheduler(scheduler_address, key))
+            assert wait_until(lambda: not _on_scheduler(scheduler_address, key))
             assert future.result() == 2  # the value stays with the caller's Future
 
     def test_a_dropped_future_is_released_on_the_scheduler(self, scheduler_address: str) -> None:
@@ -294,7 +286,7 @@ class TestTheCluster:
             assert _on_scheduler(scheduler_address, key)  # finished, result not fetched
             del future
             gc.collect()
-            assert _until(lambda: not _on_scheduler(scheduler_address, key))
+            assert wait_until(lambda: not _on_scheduler(scheduler_address, key))
 
     def test_the_performance_report(self, tmp_path: pathlib.Path) -> None:
         path = tmp_path / "report.html"
@@ -378,4 +370,4 @@ class TestThreadsAndInterrupts:
         assert future.cancelled()
         assert [c["reason"] for c in cancelled.calls] == ["KeyboardInterrupt"]
         pid = int(pid_file.read_text())
-        assert _until(lambda: not psutil.pid_exists(pid), 5)
+        assert wait_until(lambda: not psutil.pid_exists(pid), 5)
