@@ -73,7 +73,7 @@ class WorkerWatcher:
         if consumer is not None:
             try:
                 await asyncio.wait_for(self._synced.wait(), BARRIER_TIMEOUT)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                 pass
             consumer.cancel()
             try:
@@ -128,14 +128,15 @@ class WorkerWatcher:
                 )
                 try:
                     await asyncio.wait_for(arrived.wait(), delay)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                     delay = min(delay * 1.5, 0.5)
         finally:
             client.unsubscribe_topic(own_topic)
 
     async def _ask_workers(self) -> dict[str, WorkerInfo]:
         assert self._client is not None
-        identity = await scheduler_rpc(self._client).identity(n_workers=-1)
+        # No argument: distributed 2024.8 takes none, and newer ones default to every worker.
+        identity = await scheduler_rpc(self._client).identity()
         self._seen = {
             address: worker_info(address, entry)
             for address, entry in identity.get("workers", {}).items()
