@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import importlib
 import logging
 import pathlib
@@ -35,6 +36,7 @@ from ._session import Session, WorkerSession, scheduler_rpc
 from ._structure import resolve_refs, to_refs
 from ._task import Task
 from ._workers import WorkerWatcher
+from .exceptions import ConnectError
 
 __all__ = ["DaskExecutor"]
 
@@ -42,6 +44,8 @@ __all__ = ["DaskExecutor"]
 CLOSE_TIMEOUT = 60.0
 # Seconds cancel() and stop give the scheduler to clear the run's cancellation Event.
 CLEAR_TIMEOUT = 5.0
+# Seconds between two looks at the client's connection when nothing else raised the alarm.
+SUPERVISE_INTERVAL = 0.1
 
 
 def _call(
@@ -87,13 +91,18 @@ def _in_dask_task() -> bool:
 
 
 class _Entry:
-    """A Future the cluster knows about: the caller's Future (weakly) and the Dask one."""
+    """A Future the cluster knows about: the caller's Future (weakly), the Dask one, and
+    the call, kept to submit it again if the scheduler is lost before the result is here."""
 
-    __slots__ = ("dask_future", "future")
+    __slots__ = ("call", "dask_future", "future")
 
-    def __init__(self, future: Future[Any], dask_future: distributed.Future[Any]) -> None:
-        self.future = weakref.ref(future)
+    def __init__(self, task: Task, dask_future: distributed.Future[Any]) -> None:
+        self.future = weakref.ref(task.future)
         self.dask_future = dask_future
+        self.call = (task.fn, task.args, task.kwargs, task.deps, task.options)
+
+    def task(self, future: Future[Any]) -> Task:
+        return Task(*self.call, future)
 
 
 def _import_cluster_class(path: str) -> Callable[..., Any]:
@@ -365,6 +374,15 @@ class _DaskRun:
             self.watch_workers = executor._watch_worker_status is not False
         self.workers: WorkerWatcher | None = None  # loop-owned
         self.flag_cleared = False  # loop-owned
+        # Reconnects (loop-owned): the supervisor notices a lost scheduler, `recovering`
+        # holds new work back meanwhile, and `broken` is the ConnectError once it gave up.
+        self.connect_timeout = executor._connect_timeout
+        self.supervisor: asyncio.Task[None] | None = None
+        self.alarm: asyncio.Event | None = None
+        self.recovery_lock: asyncio.Lock | None = None
+        self.comm: Any = None  # the client's scheduler stream when last known good
+        self.recovering = False
+        self.broken: ConnectError | None = None
         self.reported: set[str] = set()  # keys reported by task_cancelled; loop-owned
         self.report: Any = None
         self.incoming: collections.deque[Task] = collections.deque()
@@ -373,8 +391,7 @@ class _DaskRun:
         self.watchers: set[asyncio.Task[None]] = set()  # loop-owned
         self.closed = False
 
-    @staticmethod
-    def _session(executor: DaskExecutor) -> Session:
+    def _session(self, executor: DaskExecutor) -> Session:
         return Session(
             address=executor._address,
             cluster=executor._cluster,
@@ -385,6 +402,7 @@ class _DaskRun:
             debug=bool(executor._debug),
             connect_timeout=executor._connect_timeout,
             executor_id=executor.executor_id,
+            on_retry=self._on_retry,
         )
 
     # -- caller threads ---------------------------------------------------------------------
@@ -453,12 +471,13 @@ class _DaskRun:
         try:
             await self.session.connect()
             client = self.session.connected()
-            if self.owns_flag:
-                await scheduler_rpc(client).event_set(name=self.flag_name)
-                client.subscribe_topic(TOPIC, self._on_relay)
             if self.watch_workers:
                 self.workers = WorkerWatcher(self.run.dispatcher.send, self.log)
-                self.workers.open(client)
+            await self._afollow(client)
+            if not self.on_worker:
+                self.alarm = asyncio.Event()
+                self.recovery_lock = asyncio.Lock()
+                self.supervisor = asyncio.get_running_loop().create_task(self._asupervise())
             if self.report_path is not None:
                 self.report = distributed.performance_report(filename=str(self.report_path))
                 with self.session.connected().as_current():
@@ -467,8 +486,20 @@ class _DaskRun:
             await self.session.close()
             raise
 
+    async def _afollow(self, client: distributed.Client) -> None:
+        """Set up what this run needs on the scheduler of ``client``: the cancellation
+        Event, and the event-log topics (the scheduler forgets both when it restarts)."""
+        self.comm = client.scheduler_comm
+        if self.owns_flag and not self.run.cancelled.is_set():
+            await scheduler_rpc(client).event_set(name=self.flag_name)
+            client.subscribe_topic(TOPIC, self._on_relay)
+        if self.workers is not None:
+            self.workers.open(client)
+
     def _on_wake(self) -> None:
         self.wake_scheduled = False
+        if self.recovering:
+            return  # held in `incoming` until the executor is connected again
         client = self.session.client
         while self.incoming:
             task = self.incoming.popleft()
@@ -478,18 +509,25 @@ class _DaskRun:
                 self.log.exception("submit_failed", key=task.future._key)
                 self.run.settle(task.future, ERROR, exc)
 
-    def _send(self, client: distributed.Client | None, task: Task) -> None:
+    def _send(self, client: distributed.Client | None, task: Task, again: bool = False) -> bool:
+        """Submit ``task`` to Dask; True if it was. ``again``: a resubmission, which may
+        also be of a Future that finished but whose result was lost with the scheduler."""
         run, future = self.run, task.future
-        if future._state is not PENDING:
-            return
+        if future._state is not PENDING and not (
+            again and future._state is FINISHED and future._value is NOT_FETCHED
+        ):
+            return False
+        if self.broken is not None:
+            run.settle(future, ERROR, self.broken)
+            return False
         if run.cancelled.is_set() or client is None:
             self._cancelled_by_run(future)
-            return
+            return False
         args, kwargs = task.args, task.kwargs
         deps = None
         if task.deps:
             if run.settle_from_deps(future, task.deps):
-                return
+                return False
             deps = {dep._key: self._as_input(dep) for dep in task.deps}
             args, kwargs = to_refs(args), to_refs(kwargs)
         options = task.options
@@ -509,12 +547,14 @@ class _DaskRun:
             )
         except Exception as exc:
             run.settle(future, ERROR, exc)
-            return
-        self.live[future._key] = _Entry(future, dask_future)
-        weakref.finalize(future, self._dropped, future._key)
+            return False
+        self.live[future._key] = _Entry(task, dask_future)
+        if not again:
+            weakref.finalize(future, self._dropped, future._key)
         watcher = self.loop.loop.create_task(self._awatch(future._key, dask_future))
         self.watchers.add(watcher)
         watcher.add_done_callback(self.watchers.discard)
+        return True
 
     def _as_input(self, dep: Future[Any]) -> Any:
         """A dependency as the Dask task takes it: its Dask future while the cluster has
@@ -547,12 +587,16 @@ class _DaskRun:
                 self._cancelled_by_run(future)
             else:
                 self.run.settle(future, ERROR, error.with_traceback(traceback))
+        elif self.run.cancelled.is_set():
+            self._forget(key)
+            self._cancelled_by_run(future)
+        elif self.alarm is not None and self.broken is None:
+            # Dask cancelled it, not us: the scheduler went away or restarted. The entry
+            # stays, to be submitted again once the supervisor has reconnected.
+            self.alarm.set()
         else:
             self._forget(key)
-            if self.run.cancelled.is_set():
-                self._cancelled_by_run(future)
-            else:
-                self.run.cancel_pending(future, by_run=False)
+            self.run.cancel_pending(future, by_run=False)
 
     def _cancelled_by_run(self, future: Future[Any]) -> bool:
         """End ``future`` cancelled because its run was; ``task_cancelled`` once per key."""
@@ -592,27 +636,157 @@ class _DaskRun:
                 pass
 
     async def _afetch(self, futures: list[Future[Any]]) -> None:
-        wanted = [
-            (future, self.live[future._key].dask_future)
-            for future in futures
-            if future._value is NOT_FETCHED and future._key in self.live
-        ]
-        if wanted:
-            values = await self.session.connected().gather([d for _, d in wanted])
+        while True:
+            wanted = [
+                (future, self.live[future._key].dask_future)
+                for future in futures
+                if future._value is NOT_FETCHED and future._key in self.live
+            ]
+            if not wanted:
+                break
+            try:
+                values = await self.session.connected().gather([d for _, d in wanted])
+            except Exception:
+                # Lost with the scheduler? Then wait for the reconnect (which submits the
+                # tasks again) and gather the new ones; any other error is the caller's.
+                if self._connected() or not await self._aensure_connected():
+                    if self.broken is not None:
+                        raise self.broken from None
+                    raise
+                continue
             for (future, _), value in zip(wanted, values, strict=True):
                 future._value = value
                 self._forget(future._key)
+            break
         lost = [f._key for f in futures if f._value is NOT_FETCHED]
         if lost:
+            if self.broken is not None:
+                raise self.broken
             raise RuntimeError(f"the results of {lost} are no longer on the cluster")
 
     async def _apending(self) -> list[Future[Any]]:
         self._on_wake()
-        return [
+        held = [task.future for task in self.incoming]  # while reconnecting
+        return held + [
             future
             for entry in self.live.values()
             if (future := entry.future()) is not None and future._state is PENDING
         ]
+
+    # -- reconnects (SPEC §7) ---------------------------------------------------------------
+
+    def _on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
+        """A connection attempt failed (called by the retry loop, on the loop thread)."""
+        address = self._own_session().address
+        self.run.dispatcher.send(
+            signals.reconnecting, address=address, attempt=attempt, delay=delay
+        )
+        self.log.warning(
+            "reconnecting",
+            address=address,
+            attempt=attempt,
+            delay=round(delay, 3),
+            error=repr(error),
+        )
+
+    def _own_session(self) -> Session:
+        """The session of a run that connects by itself (not one borrowed in a task)."""
+        assert isinstance(self.session, Session)
+        return self.session
+
+    def _connected(self) -> bool:
+        """The client is connected to the scheduler it had when we last looked."""
+        client = self.session.client
+        return (
+            client is not None
+            and client.status == "running"
+            and client.scheduler_comm is self.comm
+            and not (self.alarm is not None and self.alarm.is_set())
+        )
+
+    async def _asupervise(self) -> None:
+        """Notice a lost scheduler: at once when Dask cancels one of our futures, and by a
+        look at the client every SUPERVISE_INTERVAL seconds (a run may have none)."""
+        assert self.alarm is not None
+        while True:
+            try:
+                await asyncio.wait_for(self.alarm.wait(), SUPERVISE_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+            if not await self._aensure_connected():
+                return
+
+    async def _aensure_connected(self) -> bool:
+        """Reconnect if the scheduler was lost; False when the run has no connection left."""
+        if self.recovery_lock is None:
+            return False  # inside a task: the worker's client is not ours to reconnect
+        async with self.recovery_lock:
+            if self.broken is not None or self.closed or self.session.client is None:
+                return False
+            if not self._connected():
+                await self._arecover()
+            return self.broken is None
+
+    async def _arecover(self) -> None:
+        """The scheduler was lost: connect again, follow it again, submit again."""
+        assert self.alarm is not None
+        session = self._own_session()
+        client = session.connected()
+        address = session.address
+        self.recovering = True
+        error = f"the client's connection to the scheduler is {client.status!r}"
+        if client.status == "running":
+            error = "the scheduler cancelled this run's tasks (it restarted)"
+        self.run.dispatcher.send(signals.connection_lost, address=address, error=error)
+        self.log.warning("connection_lost", address=address, error=error)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        # distributed's client first tries on its own, for up to its timeout; a scheduler
+        # back by then keeps the same client.
+        while client.status == "connecting" and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        try:
+            if client.status != "running":
+                await session.reconnect(deadline - loop.time())
+            client = session.connected()
+            self.alarm.clear()
+            await self._afollow(client)
+        except ConnectError as exc:
+            self._break(exc)
+            return
+        resubmitted = self._resubmit(client)
+        self.recovering = False
+        self.run.dispatcher.send(signals.reconnected, address=address, resubmitted=resubmitted)
+        self.log.warning("reconnected", address=address, resubmitted=resubmitted)
+        self._on_wake()
+
+    def _resubmit(self, client: distributed.Client) -> int:
+        """Submit again, in the order first submitted (dependencies first) and with the
+        same keys, every task whose result the caller has not received."""
+        for watcher in list(self.watchers):
+            watcher.cancel()
+        entries = list(self.live.values())
+        self.live.clear()
+        for entry in entries:
+            entry.dask_future.release()
+        count = 0
+        for entry in entries:
+            future = entry.future()
+            if future is not None and self._send(client, entry.task(future), again=True):
+                count += 1
+        return count
+
+    def _break(self, error: ConnectError) -> None:
+        """No connection within the budget: every Future still waiting fails with it."""
+        self.broken = error
+        self.recovering = False
+        self.log.error("connection_failed", address=error.address, error=str(error))
+        while self.incoming:
+            self.run.settle(self.incoming.popleft().future, ERROR, error)
+        for entry in list(self.live.values()):
+            future = entry.future()
+            if future is not None and future._state is PENDING:
+                self.run.settle(future, ERROR, error)
 
     async def _afetch_alive(self) -> None:
         alive = [
@@ -650,7 +824,7 @@ class _DaskRun:
                 if entry is not None:
                     to_cancel.append(entry.dask_future)
         client = self.session.client
-        if to_cancel and client is not None:
+        if to_cancel and client is not None and client.status == "running":
             await client.cancel(to_cancel)
         return count
 
@@ -675,6 +849,10 @@ class _DaskRun:
         text = None
         client = self.session.client
         made_cluster = getattr(self.session, "cluster", None) is not None
+        if self.supervisor is not None:  # a stop during a reconnect does not wait for it
+            self.supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.supervisor
         try:
             if self.report is not None and client is not None:
                 with client.as_current():

@@ -3,6 +3,8 @@ executor's loop thread; nothing here is called from any other thread."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Mapping
@@ -11,8 +13,15 @@ from typing import Any
 import distributed
 
 from ._logging import get_logger
+from ._retry import connect_with_retries
 
 __all__ = ["Session", "WorkerSession", "scheduler_rpc"]
+
+# distributed's own connect timeout for our clients, which is also how long a client that
+# lost its scheduler tries to reconnect by itself before it closes (and we take over).
+CLIENT_TIMEOUT = 5.0
+# Seconds given to closing a client that lost its scheduler.
+CLOSE_LOST_TIMEOUT = 1.0
 
 
 class Session:
@@ -30,6 +39,7 @@ class Session:
         debug: bool,
         connect_timeout: float,
         executor_id: str,
+        on_retry: Callable[[int, float, BaseException], Any] | None = None,
     ) -> None:
         self._address = address
         self._external_cluster = cluster
@@ -39,32 +49,66 @@ class Session:
         self._client_kwargs = dict(client_kwargs)
         self._debug = debug
         self._connect_timeout = connect_timeout
+        self._on_retry = on_retry or (lambda attempt, delay, error: None)
         self._log = get_logger(__name__, executor_id=executor_id)
+        self._target: Any = None
         self.client: distributed.Client | None = None
         self.cluster: Any = None  # only a cluster this session made, and so closes
         self.address: str | None = address
 
     async def connect(self) -> None:
-        """Make the temporary cluster if there is to be one, then connect the client."""
-        target: Any
+        """Make the temporary cluster if there is to be one, then connect the client.
+
+        :raises executors.ConnectError: when no connection could be made in time.
+        """
         if self._external_cluster is not None:
-            target = self._external_cluster.scheduler_address
+            self._target = self._external_cluster.scheduler_address
             security = getattr(self._external_cluster, "security", None)
             if security is not None:
                 self._client_kwargs.setdefault("security", security)
         elif self._address is not None:
-            target = self._address
+            self._target = self._address
         else:
-            target = self.cluster = await self._make_cluster()
+            self._target = self.cluster = await self._make_cluster()
+        target = self._target
         self.address = target if isinstance(target, str) else target.scheduler_address
         self._log.debug("connecting", address=self.address)
-        self.client = await distributed.Client(
-            target,
+        self.client = await self._connect(self._connect_timeout)
+
+    async def reconnect(self, budget: float) -> None:
+        """Replace a client that lost its scheduler by a new one, within ``budget`` s.
+
+        :raises executors.ConnectError: when no connection could be made in time.
+        """
+        old, self.client = self.client, None
+        if old is not None and old.status != "closed":
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.close(), CLOSE_LOST_TIMEOUT)
+        self.client = await self._connect(budget)
+
+    async def _connect(self, budget: float) -> distributed.Client:
+        if not isinstance(self._target, str):  # the cluster this session made, in-process
+            return await self._new_client(max(budget, CLIENT_TIMEOUT))
+        assert self.address is not None
+        return await connect_with_retries(self.address, self._new_client, budget, self._on_retry)
+
+    async def _new_client(self, timeout: float) -> distributed.Client:
+        client = distributed.Client(
+            self._target,
             asynchronous=True,
             set_as_default=False,
-            timeout=self._connect_timeout,
+            timeout=min(self._connect_timeout, CLIENT_TIMEOUT),
             **self._client_kwargs,
         )
+        try:
+            await asyncio.wait_for(client, timeout)
+        except asyncio.TimeoutError:
+            await _close_quietly(client)
+            raise TimeoutError(f"no connection to {self.address} within {timeout:.1f} s") from None
+        except BaseException:
+            await _close_quietly(client)
+            raise
+        return client
 
     async def _make_cluster(self) -> Any:
         factory = self._cluster_factory or distributed.LocalCluster
@@ -107,7 +151,10 @@ class Session:
         cluster, self.cluster = self.cluster, None
         try:
             if client is not None:
-                await client.close()
+                if client.status == "running":
+                    await client.close()
+                else:  # it lost its scheduler: there is nobody to say goodbye to
+                    await _close_quietly(client)
         finally:
             if cluster is not None:
                 await _close(cluster)
@@ -144,6 +191,11 @@ def scheduler_rpc(client: distributed.Client) -> Any:
     if rpc is None:
         raise RuntimeError("the executor's Dask client has closed")
     return rpc
+
+
+async def _close_quietly(client: distributed.Client) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.close(), CLOSE_LOST_TIMEOUT)
 
 
 async def _close(cluster: Any) -> None:

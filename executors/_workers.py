@@ -56,9 +56,17 @@ class WorkerWatcher:
         self.known: dict[str, WorkerInfo] = {}  # announced and not yet removed
 
     def open(self, client: distributed.Client) -> None:
-        """Subscribe: from now on the events are queued."""
+        """Subscribe: from now on the events are queued.
+
+        Called again after a reconnect (the scheduler forgets subscriptions when it
+        restarts): then the workers are compared with a new snapshot, and those gone are
+        reported removed (unexpected), the new ones added.
+        """
         self._client = client
         client.subscribe_topic(ALL_TOPIC, self._on_event)
+        if self._consumer is not None:
+            self._consumer.cancel()
+            self._consumer = asyncio.get_running_loop().create_task(self._consume(True))
 
     def begin(self) -> None:
         """Announce the workers and follow the events (after ``executor_started``).
@@ -143,11 +151,15 @@ class WorkerWatcher:
         }
         return self._seen
 
-    async def _consume(self) -> None:
+    async def _consume(self, reconcile: bool = False) -> None:
         assert self._client is not None
         try:
             await self._barrier(self._client)
-            for info in list((await self._ask_workers()).values()):
+            present = await self._ask_workers()
+            if reconcile:
+                for gone in [address for address in self.known if address not in present]:
+                    self._on_remove(gone, expected=False)
+            for info in list(present.values()):
                 self._added(info)
         except Exception as exc:  # the connection broke
             self._log.warning("worker_snapshot_failed", error=repr(exc))
