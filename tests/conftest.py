@@ -107,7 +107,9 @@ class DaskProcesses:
         self.processes.append(process)
         return process
 
-    def scheduler(self, port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    def scheduler(
+        self, port: int | None = None, *extra: str, protocol: str = "tcp"
+    ) -> tuple[str, subprocess.Popen[bytes]]:
         port = port or free_port()
         process = self._spawn(
             "scheduler",
@@ -115,11 +117,14 @@ class DaskProcesses:
             "127.0.0.1",
             "--port",
             str(port),
+            "--protocol",
+            protocol,
             "--dashboard-address",
             f"127.0.0.1:{free_port()}",
             "--no-show",
+            *extra,
         )
-        address = f"tcp://127.0.0.1:{port}"
+        address = f"{protocol}://127.0.0.1:{port}"
         wait_for_port(port)
         return address, process
 

@@ -1,0 +1,256 @@
+"""Connections, retries and reconnects (SPEC §7), with real ``dask scheduler`` and
+``dask worker`` processes on 127.0.0.1 that the tests start, kill and restart."""
+
+from __future__ import annotations
+
+import collections
+import pathlib
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+import tasks
+from conftest import DaskProcesses, Recorder, free_port, wait_for_workers, wait_until
+
+from executors import ConnectError, DaskExecutor, signals
+
+distributed_security = pytest.importorskip("distributed.security")
+
+
+class Signals:
+    """The reconnect signals of one executor, and task_finished per key."""
+
+    def __init__(self, executor: DaskExecutor) -> None:
+        self.lost = Recorder("connection_lost")
+        self.retrying = Recorder("reconnecting")
+        self.back = Recorder("reconnected")
+        self.finished = Recorder("task_finished")
+        self._pairs = [
+            (signals.connection_lost, self.lost),
+            (signals.reconnecting, self.retrying),
+            (signals.reconnected, self.back),
+            (signals.task_finished, self.finished),
+        ]
+        for signal_, receiver in self._pairs:
+            signal_.connect(receiver, sender=executor)
+
+    def disconnect(self) -> None:
+        for signal_, receiver in self._pairs:
+            signal_.disconnect(receiver)
+
+
+def _cluster(processes: DaskProcesses, port: int, workers: int = 2) -> list[Any]:
+    """A scheduler on ``port`` and ``workers`` one-thread workers; all of their processes."""
+    address, scheduler = processes.scheduler(port)
+    started = [scheduler] + [processes.worker(address, "--no-nanny") for _ in range(workers)]
+    wait_for_workers(address, workers)
+    return started
+
+
+class TestConnecting:
+    def test_start_waits_for_a_scheduler_that_comes_up_later(
+        self, dask_processes: DaskProcesses
+    ) -> None:
+        port = free_port()
+        executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=30)
+        recorded = Signals(executor)
+        later = threading.Timer(2.0, lambda: _cluster(dask_processes, port, workers=1))
+        started = time.monotonic()
+        later.start()
+        try:
+            with executor:
+                assert time.monotonic() - started >= 2.0
+                assert executor.submit(tasks.inc, 1).result(timeout=30) == 2
+        finally:
+            later.join()
+            recorded.disconnect()
+        attempts = [call["attempt"] for call in recorded.retrying.calls]
+        assert attempts and attempts == list(range(1, len(attempts) + 1))
+        assert all(call["address"] == f"tcp://127.0.0.1:{port}" for call in recorded.retrying.calls)
+
+    def test_nothing_listening_is_a_connect_error_once_the_budget_is_spent(self) -> None:
+        address = f"tcp://127.0.0.1:{free_port()}"
+        executor = DaskExecutor(address=address, connect_timeout=3)
+        recorded = Signals(executor)
+        started = time.monotonic()
+        try:
+            with pytest.raises(ConnectError) as raised:
+                with executor:
+                    pass
+        finally:
+            recorded.disconnect()
+        assert 3.0 <= time.monotonic() - started < 10.0
+        error = raised.value
+        assert error.address == address and error.attempts >= 2
+        assert address in str(error) and f"{error.attempts} attempt(s)" in str(error)
+        assert isinstance(error.__cause__, OSError)
+        attempts = [call["attempt"] for call in recorded.retrying.calls]
+        assert attempts == list(range(1, error.attempts))  # a wait after each but the last
+        delays = [call["delay"] for call in recorded.retrying.calls]
+        assert all(0 < delay <= 5.0 for delay in delays)
+
+
+class TestLosingTheScheduler:
+    @pytest.mark.parametrize("down_for", [0.0, 6.0], ids=["back-at-once", "back-after-6s"])
+    def test_a_killed_and_restarted_scheduler_loses_no_result(
+        self, dask_processes: DaskProcesses, down_for: float
+    ) -> None:
+        # back-at-once: distributed's client reconnects by itself (within its 5 s);
+        # back-after-6s: it gave up, and the executor's own retries reconnect.
+        port = free_port()
+        processes = _cluster(dask_processes, port)
+        executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=40)
+        recorded = Signals(executor)
+        try:
+            with executor:
+                futures = [executor.submit(tasks.sleep_then, 1.0, i) for i in range(20)]
+                assert wait_until(lambda: any(f.done() for f in futures), 30)
+                for process in processes:
+                    dask_processes.end(process, signal.SIGKILL)
+                time.sleep(down_for)
+                _cluster(dask_processes, port)
+                assert executor.wait(futures, timeout=90) == list(range(20))
+        finally:
+            recorded.disconnect()
+        assert len(recorded.lost.calls) == 1
+        assert [call["address"] for call in recorded.back.calls] == [f"tcp://127.0.0.1:{port}"]
+        assert recorded.back.calls[0]["resubmitted"] > 0
+        per_key = collections.Counter(call["key"] for call in recorded.finished.calls)
+        assert sorted(per_key) == sorted(f.key for f in futures)
+        assert set(per_key.values()) == {1}  # each result delivered once
+        if down_for:
+            assert recorded.retrying.calls  # the executor's own attempts
+
+    def test_a_scheduler_gone_for_good_fails_the_pending_futures(
+        self, dask_processes: DaskProcesses
+    ) -> None:
+        port = free_port()
+        processes = _cluster(dask_processes, port, workers=1)
+        executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=5)
+        recorded = Signals(executor)
+        try:
+            with pytest.raises(ConnectError):
+                with executor:
+                    futures = [executor.submit(tasks.sleep_then, 1.0, i) for i in range(4)]
+                    for process in processes:
+                        dask_processes.end(process, signal.SIGKILL)
+                    killed = time.monotonic()
+                    try:
+                        executor.wait(futures, timeout=60)
+                    finally:
+                        assert time.monotonic() - killed < 5 + 15
+        finally:
+            recorded.disconnect()
+        for future in futures:
+            assert isinstance(future.exception(timeout=0), ConnectError)
+        assert len(recorded.lost.calls) == 1 and recorded.back.calls == []
+
+    def test_a_stop_during_a_reconnect_returns_promptly(
+        self, dask_processes: DaskProcesses
+    ) -> None:
+        port = free_port()
+        processes = _cluster(dask_processes, port, workers=1)
+        executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=60)
+        recorded = Signals(executor)
+        try:
+            with executor:
+                future = executor.submit(tasks.sleep_then, 30.0)
+                for process in processes:
+                    dask_processes.end(process, signal.SIGKILL)
+                assert wait_until(lambda: recorded.retrying.calls, 30)  # our own retries
+                stopping = time.monotonic()
+                executor.cancel("giving up")
+        finally:
+            recorded.disconnect()
+        assert time.monotonic() - stopping < 5.0
+        assert future.cancelled()
+
+
+class TestWorkers:
+    def test_a_killed_worker_loses_no_result(self, dask_processes: DaskProcesses) -> None:
+        port = free_port()
+        *_, second = _cluster(dask_processes, port)
+        executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}")
+        removed = Recorder("worker_removed")
+        with signals.worker_removed.connected_to(removed, sender=executor):
+            with executor:
+                futures = [executor.submit(tasks.sleep_then, 0.5, i) for i in range(10)]
+                assert wait_until(lambda: any(f.done() for f in futures), 30)
+                dask_processes.end(second, signal.SIGKILL)
+                assert executor.wait(futures, timeout=60) == list(range(10))
+        assert [call["expected"] for call in removed.calls] == [False]
+
+
+def _tls_files(security: Any, directory: pathlib.Path) -> list[str]:
+    """The ``--tls-*`` options that make a CLI scheduler or worker use ``security``."""
+    paths = {}
+    for name, text in (
+        ("ca", security.tls_ca_file),
+        ("cert", security.tls_scheduler_cert),
+        ("key", security.tls_scheduler_key),
+    ):
+        path = directory / f"{name}.pem"
+        path.write_text(text)
+        paths[name] = str(path)
+    return [
+        "--tls-ca-file",
+        paths["ca"],
+        "--tls-cert",
+        paths["cert"],
+        "--tls-key",
+        paths["key"],
+    ]
+
+
+class TestTLS:
+    @pytest.fixture
+    def tls_scheduler(
+        self, dask_processes: DaskProcesses, tmp_path: pathlib.Path
+    ) -> tuple[str, Any]:
+        pytest.importorskip("cryptography")
+        security = distributed_security.Security.temporary()
+        options = _tls_files(security, tmp_path)
+        address, _ = dask_processes.scheduler(None, *options, protocol="tls")
+        dask_processes.worker(address, *options)
+        return address, security
+
+    def test_the_right_security_connects_and_sees_workers(
+        self, tls_scheduler: tuple[str, Any]
+    ) -> None:
+        address, security = tls_scheduler
+        executor = DaskExecutor(address=address, client_kwargs={"security": security})
+        added = Recorder("worker_added")
+        with signals.worker_added.connected_to(added, sender=executor):
+            with executor:
+                assert executor.submit(tasks.inc, 1).result(timeout=30) == 2
+                assert wait_until(lambda: added.calls, 30)
+                executor.cancel("the cancellation Event works over TLS too")
+        assert added.calls[0]["worker"].address.startswith("tls://127.0.0.1:")
+
+    def test_no_security_for_a_tls_address_is_a_value_error_at_once(
+        self, tls_scheduler: tuple[str, Any]
+    ) -> None:
+        address, _ = tls_scheduler
+        with pytest.raises(ValueError, match="TLS"):
+            DaskExecutor(address=address)
+
+    def test_a_certificate_that_does_not_match_fails_at_once_without_retries(
+        self, tls_scheduler: tuple[str, Any]
+    ) -> None:
+        address, _ = tls_scheduler
+        stranger = distributed_security.Security.temporary()
+        executor = DaskExecutor(
+            address=address, client_kwargs={"security": stranger}, connect_timeout=30
+        )
+        recorded = Signals(executor)
+        started = time.monotonic()
+        try:
+            with pytest.raises(ConnectError) as raised:
+                with executor:
+                    pass
+        finally:
+            recorded.disconnect()
+        assert time.monotonic() - started < 5.0
+        assert raised.value.attempts == 1 and recorded.retrying.calls == []
