@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import tasks
+from distributed.security import Security
 from conftest import DaskProcesses, Recorder, free_port, wait_for_workers, wait_until
 
 from executors import ConnectError, DaskExecutor, signals
 
-distributed_security = pytest.importorskip("distributed.security")
 
 
 class Signals:
@@ -209,8 +209,7 @@ class TestTLS:
     def tls_scheduler(
         self, dask_processes: DaskProcesses, tmp_path: pathlib.Path
     ) -> tuple[str, Any]:
-        pytest.importorskip("cryptography")
-        security = distributed_security.Security.temporary()
+        security = Security.temporary()  # needs cryptography, a test dependency
         options = _tls_files(security, tmp_path)
         address, _ = dask_processes.scheduler(None, *options, protocol="tls")
         dask_processes.worker(address, *options)
@@ -240,7 +239,7 @@ class TestTLS:
         self, tls_scheduler: tuple[str, Any]
     ) -> None:
         address, _ = tls_scheduler
-        stranger = distributed_security.Security.temporary()
+        stranger = Security.temporary()
         executor = DaskExecutor(
             address=address, client_kwargs={"security": stranger}, connect_timeout=30
         )
