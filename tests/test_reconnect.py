@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 import tasks
-from distributed.security import Security
 from conftest import DaskProcesses, Recorder, free_port, wait_for_workers, wait_until
+from distributed.security import Security
 
 from executors import ConnectError, DaskExecutor, signals
-
 
 
 class Signals:
