@@ -320,6 +320,8 @@ class DaskExecutor(Executor):
 
     def _fetch(self, run: Run, futures: list[Future[Any]], timeout: float | None) -> None:
         backend = run.backend
+        if backend is not None and backend.broken is not None:
+            raise backend.broken  # the result was lost with the scheduler
         if backend is None or backend.closed:
             raise RuntimeError(
                 f"the result of {futures[0].key!r} was not fetched before {self.executor_id} "
@@ -789,6 +791,9 @@ class _DaskRun:
                 self.run.settle(future, ERROR, error)
 
     async def _afetch_alive(self) -> None:
+        """Bring here the results still on the cluster, so they outlive the stop."""
+        if self.broken is not None:
+            return  # they were lost with the scheduler; result() says so
         alive = [
             future
             for entry in list(self.live.values())

@@ -132,6 +132,8 @@ class TestLosingTheScheduler:
         try:
             with pytest.raises(ConnectError):
                 with executor:
+                    finished = executor.submit(tasks.inc, 1)
+                    assert wait_until(finished.done, 30)  # its result is still on the cluster
                     futures = [executor.submit(tasks.sleep_then, 1.0, i) for i in range(4)]
                     for process in processes:
                         dask_processes.end(process, signal.SIGKILL)
@@ -144,6 +146,8 @@ class TestLosingTheScheduler:
             recorded.disconnect()
         for future in futures:
             assert isinstance(future.exception(timeout=0), ConnectError)
+        with pytest.raises(ConnectError):  # lost with the scheduler
+            finished.result(timeout=0)
         assert len(recorded.lost.calls) == 1 and recorded.back.calls == []
 
     def test_a_stop_during_a_reconnect_returns_promptly(
