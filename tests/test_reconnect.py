@@ -39,6 +39,25 @@ class Signals:
         for signal_, receiver in self._pairs:
             signal_.disconnect(receiver)
 
+    def __enter__(self) -> Signals:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.disconnect()
+
+
+def _kill(processes: DaskProcesses, which: list[Any]) -> None:
+    for process in which:
+        processes.end(process, signal.SIGKILL)
+
+
+def _start_fails(executor: DaskExecutor) -> tuple[ConnectError, float, Signals]:
+    """Start ``executor``, which must fail: the error, the seconds it took, the signals."""
+    started = time.monotonic()
+    with Signals(executor) as recorded, pytest.raises(ConnectError) as raised, executor:
+        pass
+    return raised.value, time.monotonic() - started, recorded
+
 
 def _cluster(processes: DaskProcesses, port: int, workers: int = 2) -> list[Any]:
     """A scheduler on ``port`` and ``workers`` one-thread workers; all of their processes."""
@@ -54,34 +73,23 @@ class TestConnecting:
     ) -> None:
         port = free_port()
         executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=30)
-        recorded = Signals(executor)
         later = threading.Timer(2.0, lambda: _cluster(dask_processes, port, workers=1))
         started = time.monotonic()
         later.start()
         try:
-            with executor:
+            with Signals(executor) as recorded, executor:
                 assert time.monotonic() - started >= 2.0
                 assert executor.submit(tasks.inc, 1).result(timeout=30) == 2
         finally:
             later.join()
-            recorded.disconnect()
         attempts = [call["attempt"] for call in recorded.retrying.calls]
         assert attempts and attempts == list(range(1, len(attempts) + 1))
         assert all(call["address"] == f"tcp://127.0.0.1:{port}" for call in recorded.retrying.calls)
 
     def test_nothing_listening_is_a_connect_error_once_the_budget_is_spent(self) -> None:
         address = f"tcp://127.0.0.1:{free_port()}"
-        executor = DaskExecutor(address=address, connect_timeout=3)
-        recorded = Signals(executor)
-        started = time.monotonic()
-        try:
-            with pytest.raises(ConnectError) as raised:
-                with executor:
-                    pass
-        finally:
-            recorded.disconnect()
-        assert 3.0 <= time.monotonic() - started < 10.0
-        error = raised.value
+        error, seconds, recorded = _start_fails(DaskExecutor(address=address, connect_timeout=3))
+        assert 3.0 <= seconds < 10.0
         assert error.address == address and error.attempts >= 2
         assert address in str(error) and f"{error.attempts} attempt(s)" in str(error)
         assert isinstance(error.__cause__, OSError)
@@ -101,18 +109,13 @@ class TestLosingTheScheduler:
         port = free_port()
         processes = _cluster(dask_processes, port)
         executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=40)
-        recorded = Signals(executor)
-        try:
-            with executor:
-                futures = [executor.submit(tasks.sleep_then, 1.0, i) for i in range(20)]
-                assert wait_until(lambda: any(f.done() for f in futures), 30)
-                for process in processes:
-                    dask_processes.end(process, signal.SIGKILL)
-                time.sleep(down_for)
-                _cluster(dask_processes, port)
-                assert executor.wait(futures, timeout=90) == list(range(20))
-        finally:
-            recorded.disconnect()
+        with Signals(executor) as recorded, executor:
+            futures = [executor.submit(tasks.sleep_then, 1.0, i) for i in range(20)]
+            assert wait_until(lambda: any(f.done() for f in futures), 30)
+            _kill(dask_processes, processes)
+            time.sleep(down_for)
+            _cluster(dask_processes, port)
+            assert executor.wait(futures, timeout=90) == list(range(20))
         assert len(recorded.lost.calls) == 1
         assert [call["address"] for call in recorded.back.calls] == [f"tcp://127.0.0.1:{port}"]
         assert recorded.back.calls[0]["resubmitted"] > 0
@@ -128,22 +131,16 @@ class TestLosingTheScheduler:
         port = free_port()
         processes = _cluster(dask_processes, port, workers=1)
         executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=5)
-        recorded = Signals(executor)
-        try:
-            with pytest.raises(ConnectError):
-                with executor:
-                    finished = executor.submit(tasks.inc, 1)
-                    assert wait_until(finished.done, 30)  # its result is still on the cluster
-                    futures = [executor.submit(tasks.sleep_then, 1.0, i) for i in range(4)]
-                    for process in processes:
-                        dask_processes.end(process, signal.SIGKILL)
-                    killed = time.monotonic()
-                    try:
-                        executor.wait(futures, timeout=60)
-                    finally:
-                        assert time.monotonic() - killed < 5 + 15
-        finally:
-            recorded.disconnect()
+        with Signals(executor) as recorded, pytest.raises(ConnectError), executor:
+            finished = executor.submit(tasks.inc, 1)
+            assert wait_until(finished.done, 30)  # its result is still on the cluster
+            futures = [executor.submit(tasks.sleep_then, 1.0, i) for i in range(4)]
+            _kill(dask_processes, processes)
+            killed = time.monotonic()
+            try:
+                executor.wait(futures, timeout=60)
+            finally:
+                assert time.monotonic() - killed < 5 + 15
         for future in futures:
             assert isinstance(future.exception(timeout=0), ConnectError)
         with pytest.raises(ConnectError):  # lost with the scheduler
@@ -156,17 +153,12 @@ class TestLosingTheScheduler:
         port = free_port()
         processes = _cluster(dask_processes, port, workers=1)
         executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=60)
-        recorded = Signals(executor)
-        try:
-            with executor:
-                future = executor.submit(tasks.sleep_then, 30.0)
-                for process in processes:
-                    dask_processes.end(process, signal.SIGKILL)
-                assert wait_until(lambda: recorded.retrying.calls, 30)  # our own retries
-                stopping = time.monotonic()
-                executor.cancel("giving up")
-        finally:
-            recorded.disconnect()
+        with Signals(executor) as recorded, executor:
+            future = executor.submit(tasks.sleep_then, 30.0)
+            _kill(dask_processes, processes)
+            assert wait_until(lambda: recorded.retrying.calls, 30)  # our own retries
+            stopping = time.monotonic()
+            executor.cancel("giving up")
         assert time.monotonic() - stopping < 5.0
         assert future.cancelled()
 
@@ -243,16 +235,9 @@ class TestTLS:
     ) -> None:
         address, _ = tls_scheduler
         stranger = Security.temporary()
-        executor = DaskExecutor(
-            address=address, client_kwargs={"security": stranger}, connect_timeout=30
+        error, seconds, recorded = _start_fails(
+            DaskExecutor(address=address, client_kwargs={"security": stranger}, connect_timeout=30)
         )
-        recorded = Signals(executor)
-        started = time.monotonic()
-        try:
-            with pytest.raises(ConnectError) as raised:
-                with executor:
-                    pass
-        finally:
-            recorded.disconnect()
-        assert time.monotonic() - started < 5.0
-        assert raised.value.attempts == 1 and recorded.retrying.calls == []
+        assert seconds < 5.0
+        assert error.attempts == 1 and recorded.retrying.calls == []
+        assert "TLS" in str(error.__cause__) or "certificate" in str(error.__cause__)
