@@ -482,7 +482,7 @@ class _DaskRun:
                 self.supervisor = asyncio.get_running_loop().create_task(self._asupervise())
             if self.report_path is not None:
                 self.report = distributed.performance_report(filename=str(self.report_path))
-                with self.session.connected().as_current():
+                with client.as_current():
                     await self.report.__aenter__()
         except BaseException:
             await self.session.close()
@@ -736,8 +736,11 @@ class _DaskRun:
         client = session.connected()
         address = session.address
         self.recovering = True
-        error = f"the client's connection to the scheduler is {client.status!r}"
-        if client.status == "running":
+        if client.status != "running":
+            error = f"the client's connection to the scheduler is {client.status!r}"
+        elif client.scheduler_comm is not self.comm:
+            error = "the connection to the scheduler broke (distributed reconnected by itself)"
+        else:
             error = "the scheduler cancelled this run's tasks (it restarted)"
         self.run.dispatcher.send(signals.connection_lost, address=address, error=error)
         self.log.warning("connection_lost", address=address, error=error)
@@ -840,7 +843,7 @@ class _DaskRun:
         self.flag_cleared = True
         client = self.session.client
         if client is None or client.status != "running":
-            return  # the scheduler cannot be told; issue 5 re-creates the Event
+            return  # nobody to tell: a reconnect of a cancelled run does not set it again
         try:
             clearing = scheduler_rpc(client).event_clear(name=self.flag_name)
             await asyncio.wait_for(clearing, CLEAR_TIMEOUT)
@@ -852,12 +855,12 @@ class _DaskRun:
 
         The Event is cleared at every stop: the scheduler then forgets it."""
         text = None
-        client = self.session.client
         made_cluster = getattr(self.session, "cluster", None) is not None
         if self.supervisor is not None:  # a stop during a reconnect does not wait for it
             self.supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.supervisor
+        client = self.session.client  # after the supervisor: a reconnect may have replaced it
         try:
             if self.report is not None and client is not None:
                 with client.as_current():
