@@ -67,6 +67,16 @@ def _cluster(processes: DaskProcesses, port: int, workers: int = 2) -> list[Any]
     return started
 
 
+def _served(
+    processes: DaskProcesses, workers: int = 2, **settings: Any
+) -> tuple[int, list[Any], DaskExecutor]:
+    """A scheduler with ``workers`` workers on a free port, and an executor for it: the
+    port (to restart the scheduler on), the processes (to kill), the executor."""
+    port = free_port()
+    started = _cluster(processes, port, workers)
+    return port, started, DaskExecutor(address=f"tcp://127.0.0.1:{port}", **settings)
+
+
 class TestConnecting:
     def test_start_waits_for_a_scheduler_that_comes_up_later(
         self, dask_processes: DaskProcesses
@@ -106,9 +116,7 @@ class TestLosingTheScheduler:
     ) -> None:
         # back-at-once: distributed's client reconnects by itself (within its 5 s);
         # back-after-6s: it gave up, and the executor's own retries reconnect.
-        port = free_port()
-        processes = _cluster(dask_processes, port)
-        executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=40)
+        port, processes, executor = _served(dask_processes, connect_timeout=40)
         with Signals(executor) as recorded, executor:
             futures = [executor.submit(tasks.sleep_then, 1.0, i) for i in range(20)]
             assert wait_until(lambda: any(f.done() for f in futures), 30)
@@ -128,9 +136,7 @@ class TestLosingTheScheduler:
     def test_a_scheduler_gone_for_good_fails_the_pending_futures(
         self, dask_processes: DaskProcesses
     ) -> None:
-        port = free_port()
-        processes = _cluster(dask_processes, port, workers=1)
-        executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=5)
+        _, processes, executor = _served(dask_processes, workers=1, connect_timeout=5)
         with Signals(executor) as recorded, pytest.raises(ConnectError), executor:
             finished = executor.submit(tasks.inc, 1)
             assert wait_until(finished.done, 30)  # its result is still on the cluster
@@ -150,9 +156,7 @@ class TestLosingTheScheduler:
     def test_a_stop_during_a_reconnect_returns_promptly(
         self, dask_processes: DaskProcesses
     ) -> None:
-        port = free_port()
-        processes = _cluster(dask_processes, port, workers=1)
-        executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=60)
+        _, processes, executor = _served(dask_processes, workers=1, connect_timeout=60)
         with Signals(executor) as recorded, executor:
             future = executor.submit(tasks.sleep_then, 30.0)
             _kill(dask_processes, processes)
@@ -165,9 +169,7 @@ class TestLosingTheScheduler:
 
 class TestWorkers:
     def test_a_killed_worker_loses_no_result(self, dask_processes: DaskProcesses) -> None:
-        port = free_port()
-        *_, second = _cluster(dask_processes, port)
-        executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}")
+        _, (_, _, second), executor = _served(dask_processes)
         removed = Recorder("worker_removed")
         with signals.worker_removed.connected_to(removed, sender=executor):
             with executor:
