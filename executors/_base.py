@@ -31,7 +31,7 @@ from ._future import (
     prepare_all,
 )
 from ._logging import get_logger
-from ._structure import find_futures, replace_futures
+from ._structure import ATOMIC, find_futures, replace_futures
 from ._task import Task, task_options
 from .exceptions import CancelledError
 
@@ -300,10 +300,11 @@ class Executor(abc.ABC):
         run = self._running()
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
-        options = task_options(fn, extra_context)
+        key, options = task_options(fn, extra_context)
         found: dict[Future[Any], None] = {}
         for arg in args:
-            find_futures(arg, found)
+            if type(arg) not in ATOMIC:
+                find_futures(arg, found)
         if kwargs:
             find_futures(kwargs, found)
         for dep in found:
@@ -312,7 +313,7 @@ class Executor(abc.ABC):
                     f"{dep!r} belongs to another executor or run and is not done; pass "
                     "Futures of this run, or finished ones"
                 )
-        task = Task(fn, args, kwargs, tuple(found), options, Future(options.key, run))
+        task = Task(fn, args, kwargs, tuple(found), options, Future(key, run))
         self._submit(run, task)
         return task.future
 

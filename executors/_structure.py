@@ -12,9 +12,11 @@ from typing import Any
 
 from ._future import Future
 
-__all__ = ["Ref", "find_futures", "replace_futures", "resolve_refs", "to_refs"]
+__all__ = ["ATOMIC", "Ref", "find_futures", "replace_futures", "resolve_refs", "to_refs"]
 
 _SEQUENCES = (list, tuple, set, frozenset)
+# Types that cannot hold a Future: submit() skips them without a call (P3, P4).
+ATOMIC = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 def find_futures(obj: Any, found: dict[Future[Any], None]) -> None:
