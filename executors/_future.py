@@ -104,7 +104,10 @@ class Future(Generic[T]):
         self._owner = owner
         self._state = state
         self._value = value
-        self._waiters: list[Any] | None = None
+        # None, one waiter, or a list of them: most Futures only ever have the one
+        # waiter of a wait() call, and a list each would be 10k objects more for the
+        # garbage collector to go through in a 10k-task wait (P4).
+        self._waiters: Any = None
         self._callbacks: list[Callable[[Future[T]], Any]] | None = None
 
     @property
@@ -184,15 +187,22 @@ class Future(Generic[T]):
         with _state_lock:
             if self._state is not PENDING:
                 return False
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
+            waiters = self._waiters
+            if waiters is None:
+                self._waiters = waiter
+            elif type(waiters) is list:
+                waiters.append(waiter)
+            else:
+                self._waiters = [waiters, waiter]
             return True
 
     def _remove_waiter(self, waiter: Any) -> None:
         with _state_lock:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
+            waiters = self._waiters
+            if waiters is waiter:
+                self._waiters = None
+            elif type(waiters) is list and waiter in waiters:
+                waiters.remove(waiter)
 
     def _settle(self, state: str, value: Any) -> bool:
         """Move to a final state; False if another thread settled it first."""
@@ -203,9 +213,11 @@ class Future(Generic[T]):
             self._value = value
             waiters, self._waiters = self._waiters, None
             callbacks, self._callbacks = self._callbacks, None
-        if waiters:
+        if type(waiters) is list:
             for waiter in waiters:
                 waiter.notify(self)
+        elif waiters is not None:
+            waiters.notify(self)
         if callbacks:
             for fn in callbacks:
                 self._owner.call_soon(fn, self)
