@@ -81,6 +81,11 @@ def _call(
         current_task.reset(token)
 
 
+def _release(dask_futures: list[distributed.Future[Any]]) -> None:
+    for dask_future in dask_futures:
+        dask_future.release()
+
+
 def _in_dask_task() -> bool:
     """True inside a task running on a Dask worker (not merely in a worker's process)."""
     try:
@@ -502,18 +507,44 @@ class _DaskRun:
         self.wake_scheduled = False
         if self.recovering:
             return  # held in `incoming` until the executor is connected again
-        client = self.session.client
+        tasks = []
         while self.incoming:
-            task = self.incoming.popleft()
-            try:
-                self._send(client, task)
-            except Exception as exc:  # never leave a Future pending: fail it instead
-                self.log.exception("submit_failed", key=task.future._key)
-                self.run.settle(task.future, ERROR, exc)
+            tasks.append(self.incoming.popleft())
+        self._send(self.session.client, tasks)
 
-    def _send(self, client: distributed.Client | None, task: Task, again: bool = False) -> bool:
-        """Submit ``task`` to Dask; True if it was. ``again``: a resubmission, which may
-        also be of a Future that finished but whose result was lost with the scheduler."""
+    def _send(
+        self, client: distributed.Client | None, tasks: list[Task], again: bool = False
+    ) -> int:
+        """Submit ``tasks`` to Dask as few graph updates as possible; how many were sent.
+
+        Each ``Client.submit`` is one ``update-graph`` message that the scheduler handles
+        on its own, so the batch goes as one ``Client.map`` per set of Dask options. A
+        task whose dependency is still in the unsent batch closes it first: it needs the
+        dependency's Dask future. ``again``: a resubmission (see :meth:`_sendable`)."""
+        batches: dict[tuple[Any, ...], list[tuple[Task, tuple[Any, ...]]]] = {}
+        unsent: set[str] = set()
+        sent = 0
+        for task in tasks:
+            if not self._sendable(client, task, again):
+                continue
+            if task.deps and not unsent.isdisjoint(dep._key for dep in task.deps):
+                sent += self._send_batches(client, batches, again)
+                batches, unsent = {}, set()
+            if task.deps and self.run.settle_from_deps(task.future, task.deps):
+                continue
+            options = task.options
+            group = (
+                tuple(sorted(options.resources.items())) if options.resources else None,
+                options.retries,
+                options.priority or 0,
+            )
+            batches.setdefault(group, []).append((task, self._call_args(task)))
+            unsent.add(task.future._key)
+        return sent + self._send_batches(client, batches, again)
+
+    def _sendable(self, client: distributed.Client | None, task: Task, again: bool) -> bool:
+        """Whether ``task`` still goes to Dask; if not, its Future is settled here. On a
+        resubmission a Future that finished but whose result was lost goes again."""
         run, future = self.run, task.future
         if future._state is not PENDING and not (
             again and future._state is FINISHED and future._value is NOT_FETCHED
@@ -525,38 +556,52 @@ class _DaskRun:
         if run.cancelled.is_set() or client is None:
             self._cancelled_by_run(future)
             return False
-        args, kwargs = task.args, task.kwargs
-        deps = None
-        if task.deps:
-            if run.settle_from_deps(future, task.deps):
-                return False
-            deps = {dep._key: self._as_input(dep) for dep in task.deps}
-            args, kwargs = to_refs(args), to_refs(kwargs)
-        options = task.options
-        try:
-            dask_future = client.submit(
-                _call,
-                task.fn,
-                args,
-                kwargs,
-                deps,
-                self.flag_name,
-                key=future._key,
-                pure=False,
-                resources=options.resources,
-                retries=options.retries,
-                priority=options.priority or 0,
-            )
-        except Exception as exc:
-            run.settle(future, ERROR, exc)
-            return False
-        self.live[future._key] = _Entry(task, dask_future)
+        return True
+
+    def _call_args(self, task: Task) -> tuple[Any, ...]:
+        """The arguments of :func:`_call` for ``task``, dependencies as Dask futures."""
+        if not task.deps:
+            return (task.fn, task.args, task.kwargs, None, self.flag_name)
+        deps = {dep._key: self._as_input(dep) for dep in task.deps}
+        return (task.fn, to_refs(task.args), to_refs(task.kwargs), deps, self.flag_name)
+
+    def _send_batches(
+        self,
+        client: distributed.Client | None,
+        batches: dict[tuple[Any, ...], list[tuple[Task, tuple[Any, ...]]]],
+        again: bool,
+    ) -> int:
+        assert client is not None or not batches
+        sent = 0
+        for (resources, retries, priority), batch in batches.items():
+            try:
+                dask_futures = client.map(  # type: ignore[union-attr]
+                    _call,
+                    *zip(*(call for _, call in batch), strict=True),
+                    key=[task.future._key for task, _ in batch],
+                    pure=False,
+                    resources=dict(resources) if resources else None,
+                    retries=retries,
+                    priority=priority,
+                )
+            except Exception as exc:  # never leave a Future pending: fail it instead
+                self.log.exception("submit_failed", keys=len(batch))
+                for task, _ in batch:
+                    self.run.settle(task.future, ERROR, exc)
+                continue
+            for (task, _), dask_future in zip(batch, dask_futures, strict=True):
+                self._watch(task, dask_future, again)
+            sent += len(batch)
+        return sent
+
+    def _watch(self, task: Task, dask_future: distributed.Future[Any], again: bool) -> None:
+        key = task.future._key
+        self.live[key] = _Entry(task, dask_future)
         if not again:
-            weakref.finalize(future, self._dropped, future._key)
-        watcher = self.loop.loop.create_task(self._awatch(future._key, dask_future))
+            weakref.finalize(task.future, self._dropped, key)
+        watcher = self.loop.loop.create_task(self._awatch(key, dask_future))
         self.watchers.add(watcher)
         watcher.add_done_callback(self.watchers.discard)
-        return True
 
     def _as_input(self, dep: Future[Any]) -> Any:
         """A dependency as the Dask task takes it: its Dask future while the cluster has
@@ -658,7 +703,10 @@ class _DaskRun:
                 continue
             for (future, _), value in zip(wanted, values, strict=True):
                 future._value = value
-                self._forget(future._key)
+                self.live.pop(future._key, None)
+            # The caller has the values once this returns; telling Dask that their
+            # futures are released can wait until after (it is one message per key).
+            asyncio.get_running_loop().call_soon(_release, [d for _, d in wanted])
             break
         lost = [f._key for f in futures if f._value is NOT_FETCHED]
         if lost:
@@ -774,12 +822,8 @@ class _DaskRun:
         self.live.clear()
         for entry in entries:
             entry.dask_future.release()
-        count = 0
-        for entry in entries:
-            future = entry.future()
-            if future is not None and self._send(client, entry.task(future), again=True):
-                count += 1
-        return count
+        tasks = [entry.task(f) for entry in entries if (f := entry.future()) is not None]
+        return self._send(client, tasks, again=True)
 
     def _break(self, error: ConnectError) -> None:
         """No connection within the budget: every Future still waiting fails with it."""
