@@ -96,15 +96,22 @@ def _in_dask_task() -> bool:
 
 
 class _Entry:
-    """A Future the cluster knows about: the caller's Future (weakly), the Dask one, and
-    the call, kept to submit it again if the scheduler is lost before the result is here."""
+    """A Future the cluster knows about: the caller's Future (weakly: dropping it
+    releases the Dask future), the Dask future, the task watching it, and the call, kept
+    to submit it again if the scheduler is lost before the result is here."""
 
-    __slots__ = ("call", "dask_future", "future")
+    __slots__ = ("call", "dask_future", "future", "watcher")
 
-    def __init__(self, task: Task, dask_future: distributed.Future[Any]) -> None:
-        self.future = weakref.ref(task.future)
+    def __init__(
+        self,
+        task: Task,
+        dask_future: distributed.Future[Any],
+        on_drop: Callable[[weakref.ref[Future[Any]]], None],
+    ) -> None:
+        self.future = weakref.ref(task.future, on_drop)
         self.dask_future = dask_future
         self.call = (task.fn, task.args, task.kwargs, task.deps, task.options)
+        self.watcher: asyncio.Task[None] | None = None
 
     def task(self, future: Future[Any]) -> Task:
         return Task(*self.call, future)
@@ -395,7 +402,6 @@ class _DaskRun:
         self.incoming: collections.deque[Task] = collections.deque()
         self.wake_scheduled = False
         self.live: dict[str, _Entry] = {}  # loop-owned
-        self.watchers: set[asyncio.Task[None]] = set()  # loop-owned
         self.closed = False
 
     def _session(self, executor: DaskExecutor) -> Session:
@@ -528,7 +534,7 @@ class _DaskRun:
             if not self._sendable(client, task, again):
                 continue
             if task.deps and not unsent.isdisjoint(dep._key for dep in task.deps):
-                sent += self._send_batches(client, batches, again)
+                sent += self._send_batches(client, batches)
                 batches, unsent = {}, set()
             if task.deps and self.run.settle_from_deps(task.future, task.deps):
                 continue
@@ -540,7 +546,7 @@ class _DaskRun:
             )
             batches.setdefault(group, []).append((task, self._call_args(task)))
             unsent.add(task.future._key)
-        return sent + self._send_batches(client, batches, again)
+        return sent + self._send_batches(client, batches)
 
     def _sendable(self, client: distributed.Client | None, task: Task, again: bool) -> bool:
         """Whether ``task`` still goes to Dask; if not, its Future is settled here. On a
@@ -569,7 +575,6 @@ class _DaskRun:
         self,
         client: distributed.Client | None,
         batches: dict[tuple[Any, ...], list[tuple[Task, tuple[Any, ...]]]],
-        again: bool,
     ) -> int:
         assert client is not None or not batches
         sent = 0
@@ -590,18 +595,17 @@ class _DaskRun:
                     self.run.settle(task.future, ERROR, exc)
                 continue
             for (task, _), dask_future in zip(batch, dask_futures, strict=True):
-                self._watch(task, dask_future, again)
+                self._watch(task, dask_future)
             sent += len(batch)
         return sent
 
-    def _watch(self, task: Task, dask_future: distributed.Future[Any], again: bool) -> None:
+    def _watch(self, task: Task, dask_future: distributed.Future[Any]) -> None:
         key = task.future._key
-        self.live[key] = _Entry(task, dask_future)
-        if not again:
-            weakref.finalize(task.future, self._dropped, key)
-        watcher = self.loop.loop.create_task(self._awatch(key, dask_future))
-        self.watchers.add(watcher)
-        watcher.add_done_callback(self.watchers.discard)
+        # The weak reference's callback, not weakref.finalize: half the cost, and it
+        # goes with the entry once the entry is no longer needed.
+        entry = _Entry(task, dask_future, lambda _, key=key: self._dropped(key))  # type: ignore[misc]
+        entry.watcher = self.loop.loop.create_task(self._awatch(key, dask_future))
+        self.live[key] = entry
 
     def _as_input(self, dep: Future[Any]) -> Any:
         """A dependency as the Dask task takes it: its Dask future while the cluster has
@@ -816,12 +820,12 @@ class _DaskRun:
     def _resubmit(self, client: distributed.Client) -> int:
         """Submit again, in the order first submitted (dependencies first) and with the
         same keys, every task whose result the caller has not received."""
-        for watcher in list(self.watchers):
-            watcher.cancel()
         entries = list(self.live.values())
         self.live.clear()
         for entry in entries:
             entry.dask_future.release()
+            if entry.watcher is not None:
+                entry.watcher.cancel()
         tasks = [entry.task(f) for entry in entries if (f := entry.future()) is not None]
         return self._send(client, tasks, again=True)
 
@@ -910,8 +914,9 @@ class _DaskRun:
                 with client.as_current():
                     await self.report.__aexit__(None, None, None)
                 text = pathlib.Path(str(self.report_path)).read_text()
-            for watcher in list(self.watchers):
-                watcher.cancel()
+            for entry in self.live.values():
+                if entry.watcher is not None:
+                    entry.watcher.cancel()
             self.live.clear()
             if self.workers is not None:
                 await self.workers.close()
