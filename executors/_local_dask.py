@@ -390,7 +390,9 @@ def _started_process_pool(workers: int) -> concurrent.futures.ProcessPoolExecuto
         initializer=_worker_ready,
     )
     try:
-        pool.submit(_worker_ready).result()
+        # One call per worker: the pool spawns a process for each call that finds none idle.
+        for ready in [pool.submit(_worker_ready) for _ in range(workers)]:
+            ready.result()
     except BaseException:
         _terminate(pool)
         raise

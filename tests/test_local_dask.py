@@ -13,6 +13,7 @@ import tasks
 from conftest import ctrl_c_once_written, wait_for_pid
 
 from executors import CancelledError, LocalDaskExecutor, signals
+from executors._local_dask import _chunksize
 
 
 class TestSettings:
@@ -95,7 +96,36 @@ class TestLaziness:
                 inner.result(timeout=30)
 
 
+class TestChunks:
+    @pytest.mark.parametrize(
+        ("tasks_", "workers", "chunk"),
+        [(1, 2, 1), (2, 2, 1), (7, 2, 1), (8, 2, 2), (100, 2, 7), (2048, 2, 32), (10**5, 2, 32)],
+    )
+    def test_a_chunk_is_about_as_big_as_the_chunks_per_worker_are_many(
+        self, tasks_: int, workers: int, chunk: int
+    ) -> None:
+        assert _chunksize(tasks_, workers) == chunk
+
+    @pytest.mark.parametrize("scheduler", ["threads", "processes"])
+    def test_a_big_graph_in_chunks_computes_every_task_once(
+        self, scheduler: str, tmp_path: pathlib.Path
+    ) -> None:
+        with LocalDaskExecutor(scheduler, num_workers=2) as ex:
+            futures = [ex.submit(tasks.inc, i) for i in range(3000)]
+            last = ex.submit(tasks.touch, str(tmp_path / "last"), futures[-1])
+            assert ex.wait(futures) == list(range(1, 3001))
+            assert last.result(timeout=60) == 3000
+
+
 class TestProcesses:
+    def test_start_brings_the_worker_processes_up(self) -> None:
+        def workers() -> int:
+            children = psutil.Process().children()
+            return sum(1 for child in children if "spawn_main" in " ".join(child.cmdline()))
+
+        with LocalDaskExecutor("processes", num_workers=2):
+            assert workers() == 2  # before any task: the first wait() finds them warm
+
     def test_small_workloads_are_not_chunked(self, tmp_path: pathlib.Path) -> None:
         with LocalDaskExecutor("processes", num_workers=2) as ex:
             met = ex.wait(
