@@ -301,6 +301,54 @@ class TestTheCluster:
         assert plain.performance_report is None
 
 
+def _graph_updates(dask_scheduler: Any, keys: list[str]) -> int:
+    """How many ``update-graph`` messages brought ``keys`` to the scheduler: each is a
+    stimulus of its own in the tasks' stories (run on the scheduler)."""
+    stimuli = {dask_scheduler.story(key)[0][4] for key in keys}  # released -> waiting
+    assert all(str(stimulus).startswith("update-graph") for stimulus in stimuli)
+    return len(stimuli)
+
+
+def _priorities(dask_scheduler: Any, keys: list[str]) -> set[int]:
+    return {-int(dask_scheduler.tasks[key].priority[0]) for key in keys}
+
+
+class TestHowItSubmits:
+    def test_a_burst_of_submits_reaches_the_scheduler_in_few_graph_updates(
+        self, scheduler_address: str
+    ) -> None:
+        with (
+            DaskExecutor(address=scheduler_address) as executor,
+            distributed.Client(scheduler_address, set_as_default=False) as client,
+        ):
+            futures = [executor.submit(tasks.sleep_then, 0.1, i) for i in range(200)]
+            keys = [f.key for f in futures]
+            assert wait_until(lambda: _on_scheduler(scheduler_address, keys[-1]))
+            # One per task without batching; the loop sends what was queued at once.
+            assert client.run_on_scheduler(_graph_updates, keys=keys) <= 20
+            executor.cancel()
+
+    def test_a_batch_splits_where_options_differ_or_a_dependency_is_in_it(
+        self, scheduler_address: str
+    ) -> None:
+        with (
+            DaskExecutor(address=scheduler_address) as executor,
+            distributed.Client(scheduler_address, set_as_default=False) as client,
+        ):
+            plain = [executor.submit(tasks.sleep_then, 0.2, i) for i in range(5)]
+            urgent = [
+                executor.submit(tasks.sleep_then, 0.2, i, extra_context={"priority": 5})
+                for i in range(5)
+            ]
+            chained = [executor.submit(tasks.add, f, 10) for f in plain]
+            keys = [f.key for f in plain + urgent]
+            assert wait_until(lambda: _on_scheduler(scheduler_address, urgent[-1].key))
+            assert client.run_on_scheduler(_priorities, keys=keys[:5]) == {0}
+            assert client.run_on_scheduler(_priorities, keys=keys[5:]) == {5}
+            results = executor.wait([plain, urgent, chained], timeout=60)
+            assert results == [list(range(5)), list(range(5)), list(range(10, 15))]
+
+
 class TestThreadsAndInterrupts:
     def test_a_blocking_call_from_the_loop_thread_raises(self) -> None:
         with DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER) as executor:
