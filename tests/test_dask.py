@@ -11,6 +11,7 @@ import pathlib
 import pickle
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import clusters
@@ -35,14 +36,14 @@ from executors._future import NOT_FETCHED
 ONE_SLOT = {**TEMPORARY_CLUSTER, "n_workers": 1}
 
 
+def _knows(dask_scheduler: Any, key: str) -> bool:
+    return key in dask_scheduler.tasks
+
+
 def _on_scheduler(address: str, key: str) -> bool:
     """Whether the scheduler at ``address`` still knows ``key``."""
-
-    def knows(dask_scheduler: Any, key: str) -> bool:
-        return key in dask_scheduler.tasks
-
     with distributed.Client(address, set_as_default=False, timeout=30) as client:
-        return bool(client.run_on_scheduler(knows, key=key))
+        return bool(client.run_on_scheduler(_knows, key=key))
 
 
 class TestWhereItRuns:
@@ -314,39 +315,42 @@ def _priorities(dask_scheduler: Any, keys: list[str]) -> set[int]:
 
 
 class TestHowItSubmits:
-    def test_a_burst_of_submits_reaches_the_scheduler_in_few_graph_updates(
-        self, scheduler_address: str
-    ) -> None:
+    @pytest.fixture
+    def sides(self, scheduler_address: str) -> Iterator[tuple[DaskExecutor, distributed.Client]]:
+        """An executor on the scheduler, and a client of its own to look at the scheduler."""
         with (
             DaskExecutor(address=scheduler_address) as executor,
             distributed.Client(scheduler_address, set_as_default=False) as client,
         ):
-            futures = [executor.submit(tasks.sleep_then, 0.1, i) for i in range(200)]
-            keys = [f.key for f in futures]
-            assert wait_until(lambda: _on_scheduler(scheduler_address, keys[-1]))
-            # One per task without batching; the loop sends what was queued at once.
-            assert client.run_on_scheduler(_graph_updates, keys=keys) <= 20
-            executor.cancel()
+            yield executor, client
+
+    def test_a_burst_of_submits_reaches_the_scheduler_in_few_graph_updates(
+        self, sides: tuple[DaskExecutor, distributed.Client]
+    ) -> None:
+        executor, client = sides
+        futures = [executor.submit(tasks.sleep_then, 0.1, i) for i in range(200)]
+        keys = [f.key for f in futures]
+        assert wait_until(lambda: client.run_on_scheduler(_knows, key=keys[-1]))
+        # One per task without batching; the loop sends what was queued at once.
+        assert client.run_on_scheduler(_graph_updates, keys=keys) <= 20
+        executor.cancel()
 
     def test_a_batch_splits_where_options_differ_or_a_dependency_is_in_it(
-        self, scheduler_address: str
+        self, sides: tuple[DaskExecutor, distributed.Client]
     ) -> None:
-        with (
-            DaskExecutor(address=scheduler_address) as executor,
-            distributed.Client(scheduler_address, set_as_default=False) as client,
-        ):
-            plain = [executor.submit(tasks.sleep_then, 0.2, i) for i in range(5)]
-            urgent = [
-                executor.submit(tasks.sleep_then, 0.2, i, extra_context={"priority": 5})
-                for i in range(5)
-            ]
-            chained = [executor.submit(tasks.add, f, 10) for f in plain]
-            keys = [f.key for f in plain + urgent]
-            assert wait_until(lambda: _on_scheduler(scheduler_address, urgent[-1].key))
-            assert client.run_on_scheduler(_priorities, keys=keys[:5]) == {0}
-            assert client.run_on_scheduler(_priorities, keys=keys[5:]) == {5}
-            results = executor.wait([plain, urgent, chained], timeout=60)
-            assert results == [list(range(5)), list(range(5)), list(range(10, 15))]
+        executor, client = sides
+        plain = [executor.submit(tasks.sleep_then, 0.2, i) for i in range(5)]
+        urgent = [
+            executor.submit(tasks.sleep_then, 0.2, i, extra_context={"priority": 5})
+            for i in range(5)
+        ]
+        chained = [executor.submit(tasks.add, f, 10) for f in plain]
+        keys = [f.key for f in plain + urgent]
+        assert wait_until(lambda: client.run_on_scheduler(_knows, key=urgent[-1].key))
+        assert client.run_on_scheduler(_priorities, keys=keys[:5]) == {0}
+        assert client.run_on_scheduler(_priorities, keys=keys[5:]) == {5}
+        results = executor.wait([plain, urgent, chained], timeout=60)
+        assert results == [list(range(5)), list(range(5)), list(range(10, 15))]
 
 
 class TestThreadsAndInterrupts:
