@@ -429,8 +429,8 @@ class Executor(abc.ABC):
         """Someone is about to block on ``futures``: make sure they will end."""
 
     def _fetch(self, run: Run, futures: list[Future[Any]], timeout: float | None) -> None:
-        """Bring the results of ``futures`` (FINISHED, value NOT_FETCHED) here."""
-        raise RuntimeError(f"{type(self).__name__} holds every result locally")
+        """Bring the results of ``futures`` (FINISHED, value NOT_FETCHED) here; may wait
+        for pending ones first. Nothing to do where every result is held locally."""
 
     def _cancel_future(self, run: Run, future: Future[Any]) -> bool:
         """Cancel one pending Future (``Future.cancel()``); True if it ended cancelled."""

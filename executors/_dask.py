@@ -454,7 +454,7 @@ class _DaskRun:
             self.loop.call_soon(self._on_wake)
 
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
-        self.loop.run(self._afetch(futures), timeout)
+        self.loop.run(self._afetch(futures, timeout), timeout)
 
     def cancel_one(self, future: Future[Any]) -> bool:
         if self.closed:
@@ -686,7 +686,20 @@ class _DaskRun:
             except (RuntimeError, AssertionError):  # the loop is gone
                 pass
 
-    async def _afetch(self, futures: list[Future[Any]]) -> None:
+    async def _afetch(self, futures: list[Future[Any]], timeout: float | None = None) -> None:
+        """Bring the results of ``futures`` here, in one gather; those still pending are
+        waited for first, up to ``timeout`` (then they are left for the caller to wait)."""
+        if any(future._state is PENDING for future in futures):
+            self._on_wake()  # send what is queued: then it has a watcher
+            watchers = [
+                entry.watcher
+                for future in futures
+                if future._state is PENDING
+                and (entry := self.live.get(future._key)) is not None
+                and entry.watcher is not None
+            ]
+            if watchers:
+                await asyncio.wait(watchers, timeout=timeout)
         while True:
             wanted = [
                 (future, self.live[future._key].dask_future)
