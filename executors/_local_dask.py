@@ -38,6 +38,14 @@ from .exceptions import CancelledError
 
 __all__ = ["LocalDaskExecutor"]
 
+_DaskTask: Any = None
+_TaskRef: Any = None
+try:  # dask >= 2024.12 builds graphs of Task objects; older ones of tuples
+    from dask._task_spec import Task as _DaskTask
+    from dask._task_spec import TaskRef as _TaskRef
+except ImportError:  # pragma: no cover - the oldest supported dask
+    pass
+
 SCHEDULERS = {
     "threads": "threads",
     "threading": "threads",
@@ -190,6 +198,15 @@ def _run_remote(call: _Call, values: dict[str, Any]) -> Any:
         current_task.reset(token)
 
 
+def _node(key: str, call: _Call) -> Any:
+    """The graph node of ``call``: a dask ``Task`` where dask has them (2024.12 on), so
+    that dask has no tuple to convert and keep beside it: one long-lived object less per
+    task for the garbage collector to walk (P4); else the classic tuple."""
+    if _DaskTask is None:
+        return (_execute, call, *call.dep_keys)
+    return _DaskTask(key, _execute, call, *[_TaskRef(dep) for dep in call.dep_keys])
+
+
 def _as_input(future: Future[Any]) -> Any:
     """A finished dependency, as ``_execute`` takes it."""
     if future._state is FINISHED:
@@ -264,7 +281,7 @@ class _Graphs:
                 call.args = to_refs(call.args)
                 call.kwargs = to_refs(call.kwargs)
                 call.deps = ()
-            graph[future._key] = (_execute, call, *call.dep_keys)
+            graph[future._key] = _node(future._key, call)
         if not graph:
             return
         keys = list(graph)
