@@ -161,6 +161,7 @@ class Future(Generic[T]):
         :raises executors.CancelledError: when the Future was cancelled.
         """
         if self._state is PENDING:
+            self._owner.prepare((self,))
             self._wait(timeout)
         if self._state is CANCELLED:
             raise self._value
@@ -179,7 +180,7 @@ class Future(Generic[T]):
     # -- for executors ----------------------------------------------------------------
 
     def _wait(self, timeout: float | None) -> None:
-        self._owner.prepare((self,))
+        """Block until done, or raise TimeoutError; the caller has called ``prepare``."""
         waiter = _Waiter(1)
         if self._add_waiter(waiter) and not waiter.event.wait(timeout):
             self._remove_waiter(waiter)
