@@ -418,7 +418,7 @@ def _started_process_pool(workers: int) -> concurrent.futures.ProcessPoolExecuto
 
 def _terminate(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     """End a process pool's workers now, running tasks included, and wait until they
-    are gone (the pool's own thread reaps them)."""
+    are gone."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         process.terminate()
@@ -430,6 +430,11 @@ def _terminate(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     for sentinel, process in sentinels.items():
         if sentinel not in ended:
             process.kill()
+    # A sentinel fires when the process closes its files, which is before it has
+    # finished exiting; join() waits for the exit itself (and reaps it, unless the
+    # pool's own thread got there first).
+    for process in processes:
+        process.join()
 
 
 class LocalDaskExecutor(Executor):

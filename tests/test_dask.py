@@ -272,12 +272,16 @@ class TestTheCluster:
 
     def test_a_delivered_result_is_released_on_the_scheduler(self, scheduler_address: str) -> None:
         with DaskExecutor(address=scheduler_address) as executor:
-            future = executor.submit(tasks.inc, 1)
-            key = future.key
-            assert _on_scheduler(scheduler_address, key) or future.done()
-            assert future.result(timeout=30) == 2
-            assert wait_until(lambda: not _on_scheduler(scheduler_address, key))
-            assert future.result() == 2  # the value stays with the caller's Future
+            # Whether result() finds the task finished or still pending: both paths.
+            done = executor.submit(tasks.inc, 1)
+            assert done.exception(timeout=30) is None  # finished, result not fetched
+            assert _on_scheduler(scheduler_address, done.key)  # kept for the caller
+            assert done.result() == 2
+            waited = executor.submit(tasks.inc, 2)
+            assert waited.result(timeout=30) == 3
+            for key in (done.key, waited.key):
+                assert wait_until(lambda key=key: not _on_scheduler(scheduler_address, key))
+            assert (done.result(), waited.result()) == (2, 3)  # the values stay here
 
     def test_a_dropped_future_is_released_on_the_scheduler(self, scheduler_address: str) -> None:
         with DaskExecutor(address=scheduler_address) as executor:
