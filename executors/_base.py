@@ -31,6 +31,7 @@ from ._future import (
     prepare_all,
 )
 from ._logging import get_logger
+from ._progress import open_progress_bar
 from ._structure import ATOMIC, find_futures, replace_futures
 from ._task import Task, task_options
 from .exceptions import CancelledError
@@ -356,10 +357,12 @@ class Executor(abc.ABC):
             for future in futures:
                 future.cancel()
 
-    def wait(self, futures: Any, timeout: float | None = None) -> Any:
+    def wait(self, futures: Any, timeout: float | None = None, progress: bool = False) -> Any:
         """Wait for every Future in ``futures``; return the same structure with results.
 
         ``futures`` may be a Future or any nesting of lists, tuples, sets and dicts.
+        ``progress=True`` draws a progress bar on stderr when it is a terminal (with
+        tqdm, the ``progress`` extra).
 
         :raises TimeoutError: when they are not all done within ``timeout`` (the tasks
             keep running).
@@ -369,6 +372,22 @@ class Executor(abc.ABC):
         deadline = _deadline(timeout)
         found: dict[Future[Any], None] = {}
         find_futures(futures, found)
+        if not progress:
+            return self._wait(futures, found, timeout, deadline)
+        bar = open_progress_bar(found)
+        try:
+            return self._wait(futures, found, timeout, deadline)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _wait(
+        self,
+        futures: Any,
+        found: dict[Future[Any], None],
+        timeout: float | None,
+        deadline: float | None,
+    ) -> Any:
         pending = []
         for future in found:
             state = future._state

@@ -275,8 +275,13 @@ def fetch_all(futures: Iterable[Future[Any]], timeout: float | None) -> None:
         owner.fetch(unfetched, timeout)
 
 
-def as_completed(futures: Iterable[Future[T]], timeout: float | None = None) -> Iterator[Future[T]]:
+def as_completed(
+    futures: Iterable[Future[T]], timeout: float | None = None, progress: bool = False
+) -> Iterator[Future[T]]:
     """Yield the Futures as they finish (those already done first).
+
+    ``progress=True`` draws a progress bar on stderr when it is a terminal (with tqdm,
+    the ``progress`` extra), until the iteration ends.
 
     :raises TimeoutError: when some are not done within ``timeout`` seconds of the call.
     """
@@ -288,7 +293,21 @@ def as_completed(futures: Iterable[Future[T]], timeout: float | None = None) -> 
     ready: list[Future[T]] = []
     for future in unique:
         (pending.add(future) if future._add_waiter(waiter) else ready.append(future))
-    return _yield_completed(ready, pending, waiter, deadline, timeout, len(unique))
+    completed = _yield_completed(ready, pending, waiter, deadline, timeout, len(unique))
+    return _with_progress_bar(completed, unique) if progress else completed
+
+
+def _with_progress_bar(
+    completed: Iterator[Future[T]], futures: list[Future[T]]
+) -> Iterator[Future[T]]:
+    from ._progress import open_progress_bar  # it imports this module
+
+    bar = open_progress_bar(futures)
+    try:
+        yield from completed
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _yield_completed(

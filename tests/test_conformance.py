@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import io
 import logging
 import pathlib
 import pickle
@@ -14,13 +15,21 @@ from typing import Any
 
 import pytest
 import tasks
-from conftest import Kind, Recorder
+from conftest import Kind, Recorder, wait_until
 
 import executors
 from executors import CancelledError, Executor, Future, as_completed, should_run, signals
+from executors._progress import open_progress_bar
 
 KEY = re.compile(r"^(?P<name>.+)-[0-9a-f]{32}$")
 Point = collections.namedtuple("Point", "x y")
+
+
+class _Terminal(io.StringIO):
+    """A screen for the progress bar: it draws only where isatty() says yes."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def _all_signals() -> list[Any]:
@@ -253,6 +262,21 @@ class TestMapAndWait:
     def test_as_completed_yields_every_future(self, ex: Executor) -> None:
         futures = [ex.submit(tasks.inc, i) for i in range(6)]
         assert sorted(f.result() for f in as_completed(futures, timeout=30)) == [1, 2, 3, 4, 5, 6]
+
+    def test_a_progress_bar_counts_every_future_from_task_finished(self, ex: Executor) -> None:
+        screen = _Terminal()
+        futures = [ex.submit(tasks.inc, i) for i in range(5)]
+        futures.append(ex.submit(tasks.fail))
+        bar = open_progress_bar(futures, screen)
+        assert bar is not None
+        with pytest.raises(ZeroDivisionError):
+            ex.wait(futures, timeout=30)  # without a bar of its own
+        assert wait_until(lambda: bar.counted == 6)  # reported by the signal, not close()
+        bar.close()
+        assert "6/6" in screen.getvalue() and "failed=1, cancelled=0" in screen.getvalue()
+        # Off a terminal (pytest captures stderr), progress=True changes nothing.
+        assert ex.wait(futures[:5], timeout=30, progress=True) == [1, 2, 3, 4, 5]
+        assert [f.result() for f in as_completed(futures[:1], progress=True)] == [1]
 
     def test_finished_future_cannot_be_cancelled_and_keeps_its_result(self, ex: Executor) -> None:
         future = ex.submit(tasks.inc, 1)

@@ -1,0 +1,117 @@
+"""The progress bar of ``wait(..., progress=True)`` and ``as_completed(..., progress=True)``.
+
+It counts the Futures it was given as ``task_finished`` reports them (SPEC §5: the signal
+is only sent while someone listens, so the bar costs nothing when off), on the dispatcher
+thread of each executor involved. tqdm draws it (the ``progress`` extra), on stderr, and
+only when stderr is a terminal: a log file or a pipe gets nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import warnings
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from . import signals
+from ._future import CANCELLED, ERROR, PENDING, Future
+
+__all__ = ["ProgressBar", "open_progress_bar"]
+
+MISSING_TQDM = (
+    "progress=True draws its bar with tqdm, which is not installed: "
+    "pip install 'executors[progress]' (no bar is drawn meanwhile)"
+)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def open_progress_bar(
+    futures: Iterable[Future[Any]], stream: TextIO | None = None
+) -> ProgressBar | None:
+    """A bar over ``futures`` on ``stream`` (stderr), or None when it would not be seen:
+    not a terminal, or tqdm missing (then a ``RuntimeWarning`` says how to get it)."""
+    stream = sys.stderr if stream is None else stream
+    if not _is_terminal(stream):
+        return None
+    try:
+        import tqdm
+    except ImportError:
+        warnings.warn(MISSING_TQDM, RuntimeWarning, stacklevel=3)
+        return None
+    return ProgressBar(list(futures), stream, tqdm.tqdm)
+
+
+class ProgressBar:
+    """Counts ``futures`` as they end; ``close()`` counts what is left and ends the bar."""
+
+    def __init__(self, futures: list[Future[Any]], stream: TextIO, tqdm_class: Any) -> None:
+        self._lock = threading.Lock()
+        self._futures = {future._key: future for future in futures}
+        self._counted: set[str] = set()
+        self.failed = 0
+        self.cancelled = 0
+
+        class Bar(tqdm_class):  # type: ignore[misc]
+            monitor_interval = 0  # tqdm's monitor thread would outlive the bar
+
+        self._bar: Any = Bar(
+            total=len(self._futures), file=stream, unit="task", desc="tasks", dynamic_ncols=True
+        )
+        self._senders = list(
+            {
+                id(executor): executor
+                for future in futures
+                if (executor := getattr(future._owner, "executor", None)) is not None
+            }.values()
+        )
+        for sender in self._senders:
+            signals.task_finished.connect(self._on_finished, sender=sender, weak=False)
+        with self._lock:  # those that ended before the receiver was connected
+            for future in futures:
+                if future._state is not PENDING:
+                    self._count(future._key, future._state)
+            self._bar.refresh()
+
+    @property
+    def counted(self) -> int:
+        """How many of the Futures the bar has counted as ended."""
+        return len(self._counted)
+
+    def _on_finished(self, sender: object, *, key: str, state: str, **extra: Any) -> None:
+        with self._lock:
+            if self._bar is not None and key in self._futures:
+                self._count(key, state)
+
+    def _count(self, key: str, state: str) -> None:
+        if key in self._counted:
+            return
+        self._counted.add(key)
+        if state == ERROR:
+            self.failed += 1
+        elif state == CANCELLED:
+            self.cancelled += 1
+        if self.failed or self.cancelled:
+            self._bar.set_postfix_str(
+                f"failed={self.failed}, cancelled={self.cancelled}", refresh=False
+            )
+        self._bar.update(1)
+
+    def close(self) -> None:
+        """Count the Futures that have ended but not been reported yet; end the bar."""
+        for sender in self._senders:
+            signals.task_finished.disconnect(self._on_finished, sender=sender)
+        with self._lock:
+            if self._bar is None:
+                return
+            for key, future in self._futures.items():
+                if future._state is not PENDING:
+                    self._count(key, future._state)
+            self._bar.close()
+            self._bar = None
