@@ -1,4 +1,4 @@
-"""The command line: ``python -m executors demo|bench`` (also the ``executors`` script)."""
+"""The command line: ``python -m executors demo|watch|bench`` (also the ``executors`` script)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _bench
+from . import _bench, _watch
 from ._base import Executor
 from ._dask import DaskExecutor
 from ._demo import run_demo
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="worker processes for local-dask and dask (default: one per CPU)",
     )
+    _watch.parser(commands)
     _bench.parser(commands)
     return parser
 
@@ -73,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         return 0 if run_demo(_executor(args.executor, args.workers), args.tasks, sys.stdout) else 1
+    if args.command == "watch":
+        return _watch.main(args, sys.stdout, sys.stderr)
     if args.command == "bench":
         return _bench.main(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

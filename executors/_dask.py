@@ -255,6 +255,9 @@ class DaskExecutor(Executor):
         self._disable_cancellation_event = disable_cancellation_event
         self._watch_worker_status = watch_worker_status
         self._connect_timeout = float(connect_timeout)
+        # The budget of each reconnect after a lost scheduler; `executors watch` lifts it
+        # (math.inf: it keeps trying until Ctrl-C). Not a setting: not copied or compared.
+        self._reconnect_timeout = self._connect_timeout
         self.performance_report: str | None = None
         """The text of the last run's performance report (None when none was asked for)."""
 
@@ -390,7 +393,7 @@ class _DaskRun:
         self.flag_cleared = False  # loop-owned
         # Reconnects (loop-owned): the supervisor notices a lost scheduler, `recovering`
         # holds new work back meanwhile, and `broken` is the ConnectError once it gave up.
-        self.connect_timeout = executor._connect_timeout
+        self.reconnect_timeout = executor._reconnect_timeout
         self.supervisor: asyncio.Task[None] | None = None
         self.alarm: asyncio.Event | None = None
         self.recovery_lock: asyncio.Lock | None = None
@@ -810,7 +813,7 @@ class _DaskRun:
         self.run.dispatcher.send(signals.connection_lost, address=address, error=error)
         self.log.warning("connection_lost", address=address, error=error)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.connect_timeout
+        deadline = loop.time() + self.reconnect_timeout
         # distributed's client first tries on its own, for up to its timeout; a scheduler
         # back by then keeps the same client.
         while client.status == "connecting" and loop.time() < deadline:

@@ -10,6 +10,8 @@ from typing import Any, TextIO
 from . import signals
 from ._base import Executor
 from ._future import as_completed
+from ._progress import progress_bar_shown
+from ._watch import describe
 
 __all__ = ["count_primes", "run_demo"]
 
@@ -53,8 +55,10 @@ def run_demo(executor: Executor, tasks: int, out: TextIO) -> bool:
 
     def on_event(name: str) -> Callable[..., None]:
         def receiver(sender: object, **kwargs: Any) -> None:
-            details = " ".join(f"{k}={v}" for k, v in kwargs.items())
-            print(f"[{name}] {details}".rstrip(), file=out, flush=True)
+            worker = kwargs.pop("worker", None)
+            details = [describe(worker)] if worker is not None else []
+            details += [f"{k}={v}" for k, v in kwargs.items()]
+            print(f"[{name}] {'  '.join(details)}".rstrip(), file=out, flush=True)
 
         return receiver
 
@@ -82,10 +86,9 @@ def run_demo(executor: Executor, tasks: int, out: TextIO) -> bool:
                 )
                 for i in range(tasks)
             ]
-            done = 0
-            for _ in as_completed(parts):
-                done += 1
-                if done == tasks or done % max(1, tasks // 10) == 0:
+            bar = progress_bar_shown()  # else a line every tenth of the way
+            for done, _ in enumerate(as_completed(parts, progress=bar), 1):
+                if not bar and (done == tasks or done % max(1, tasks // 10) == 0):
                     print(f"  {done}/{tasks} ranges counted", file=out, flush=True)
             answer = executor.submit(total, parts, extra_context={"task_name": "total"}).result()
         elapsed = time.perf_counter() - started

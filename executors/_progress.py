@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from . import signals
 from ._future import CANCELLED, ERROR, PENDING, Future
 
-__all__ = ["ProgressBar", "open_progress_bar"]
+__all__ = ["ProgressBar", "open_progress_bar", "progress_bar_shown"]
 
 MISSING_TQDM = (
     "progress=True draws its bar with tqdm, which is not installed: "
@@ -30,6 +30,17 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+
+
+def progress_bar_shown(stream: TextIO | None = None) -> bool:
+    """Whether ``progress=True`` would draw a bar on ``stream`` (stderr) now."""
+    if not _is_terminal(sys.stderr if stream is None else stream):
+        return False
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def open_progress_bar(

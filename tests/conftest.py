@@ -363,3 +363,24 @@ def ctrl_c_once_written(path: Path, timeout: float = 60.0) -> list[float]:
 
     threading.Thread(target=interrupt, daemon=True).start()
     return sent
+
+
+def tls_files(security: Any, directory: Path) -> list[str]:
+    """The ``--tls-*`` options that make a CLI scheduler or worker use ``security``."""
+    paths = {}
+    for name, text in (
+        ("ca", security.tls_ca_file),
+        ("cert", security.tls_scheduler_cert),
+        ("key", security.tls_scheduler_key),
+    ):
+        path = directory / f"{name}.pem"
+        path.write_text(text)
+        paths[name] = str(path)
+    return [
+        "--tls-ca-file",
+        paths["ca"],
+        "--tls-cert",
+        paths["cert"],
+        "--tls-key",
+        paths["key"],
+    ]

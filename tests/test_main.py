@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,24 @@ def test_demo_runs_and_checks_its_answer(executor: str, capsys: pytest.CaptureFi
     assert "4 tasks in" in out and "tasks/s" in out
     assert "primes below 60,000: 6,057 (correct)" in out
     assert out.index("[executor-started]") < out.index("[executor-stopped]")
+    assert "3/3 ranges counted" in out  # the progress, as lines: stderr is not a terminal
+    if executor == "dask":  # each worker event as it happens, with the worker's fields
+        assert (
+            len(re.findall(r"^\[worker-added\] \S+  tcp://127\.0\.0\.1:\d+  threads=1", out, re.M))
+            == 2
+        )
+        assert out.index("[worker-added]") < out.index("ranges counted")
+        assert out.index("ranges counted") < out.index("[worker-removed]")
+
+
+@pytest.mark.parametrize("command", ["demo", "watch", "bench"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: executors {command}")
+    assert "--" in out  # its options are described
 
 
 @pytest.mark.parametrize(

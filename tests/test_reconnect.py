@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 import tasks
-from conftest import DaskProcesses, Recorder, free_port, wait_for_workers, wait_until
+from conftest import (
+    DaskProcesses,
+    Recorder,
+    free_port,
+    tls_files,
+    wait_for_workers,
+    wait_until,
+)
 from distributed.security import Security
 
 from executors import ConnectError, DaskExecutor, signals
@@ -180,34 +187,13 @@ class TestWorkers:
         assert [call["expected"] for call in removed.calls] == [False]
 
 
-def _tls_files(security: Any, directory: pathlib.Path) -> list[str]:
-    """The ``--tls-*`` options that make a CLI scheduler or worker use ``security``."""
-    paths = {}
-    for name, text in (
-        ("ca", security.tls_ca_file),
-        ("cert", security.tls_scheduler_cert),
-        ("key", security.tls_scheduler_key),
-    ):
-        path = directory / f"{name}.pem"
-        path.write_text(text)
-        paths[name] = str(path)
-    return [
-        "--tls-ca-file",
-        paths["ca"],
-        "--tls-cert",
-        paths["cert"],
-        "--tls-key",
-        paths["key"],
-    ]
-
-
 class TestTLS:
     @pytest.fixture
     def tls_scheduler(
         self, dask_processes: DaskProcesses, tmp_path: pathlib.Path
     ) -> tuple[str, Any]:
         security = Security.temporary()  # needs cryptography, a test dependency
-        options = _tls_files(security, tmp_path)
+        options = tls_files(security, tmp_path)
         address, _ = dask_processes.scheduler(None, *options, protocol="tls")
         dask_processes.worker(address, *options)
         return address, security
