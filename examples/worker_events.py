@@ -1,21 +1,32 @@
-"""Print Dask worker events while a cluster grows and shrinks.
+"""Subscribe to Dask worker events while a cluster grows and shrinks: print them, log
+them, and raise a (tiny) alert when a worker goes away without being retired.
 
     python examples/worker_events.py
 
 The executor follows the scheduler's event log, so this works on any cluster, adaptive
-ones included, and any number of executors may watch the same one.
+ones included, and any number of executors may watch the same one. Receivers run on the
+executor's dispatcher thread, one event at a time, in order.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import distributed
 
 from executors import DaskExecutor, WorkerInfo, signals
 
+log = logging.getLogger("worker-events")
 workers: set[str] = set()
 changed = threading.Condition()
+alerts: list[str] = []
+
+
+def alert(text: str) -> None:
+    """Where a real script would page someone, post to a chat, or scale something."""
+    alerts.append(text)
+    print(f"ALERT: {text}")
 
 
 def on_added(sender: DaskExecutor, *, worker: WorkerInfo, **extra: object) -> None:
@@ -23,6 +34,7 @@ def on_added(sender: DaskExecutor, *, worker: WorkerInfo, **extra: object) -> No
         f"+ worker {worker.name} at {worker.address}: {worker.nthreads} thread(s), "
         f"memory limit {worker.memory_limit} bytes"
     )
+    log.info("worker added: %s at %s", worker.name, worker.address)
     with changed:
         workers.add(worker.address)
         changed.notify_all()
@@ -34,6 +46,9 @@ def on_removed(
     print(
         f"- worker {worker.name} at {worker.address} ({'expected' if expected else 'unexpected'})"
     )
+    log.info("worker removed: %s at %s (expected=%s)", worker.name, worker.address, expected)
+    if not expected:
+        alert(f"worker {worker.name} at {worker.address} left without being retired")
     with changed:
         workers.discard(worker.address)
         changed.notify_all()
@@ -46,6 +61,7 @@ def wait_for(count: int) -> None:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
     ) as cluster:
@@ -63,7 +79,7 @@ def main() -> None:
             print("scaling down to 1")
             cluster.scale(1)
             wait_for(1)
-        print("done: the cluster is yours, so it keeps its last worker")
+        print(f"done: {len(alerts)} alert(s); the cluster is yours, so it keeps its last worker")
 
 
 if __name__ == "__main__":  # LocalCluster starts worker processes
