@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import dask.config
 import distributed
 import distributed.comm
 from distributed.comm.addressing import parse_address, parse_host_port
@@ -32,6 +33,7 @@ from ._context import current_task
 from ._dispatch import Dispatcher
 from ._future import ERROR, FINISHED, NOT_FETCHED, PENDING, Future, block_until_done
 from ._loop import LoopThread, WorkerLoop
+from ._main_guard import require_main_guard
 from ._session import Session, WorkerSession, scheduler_rpc
 from ._structure import resolve_refs, to_refs
 from ._task import Task
@@ -311,6 +313,9 @@ class DaskExecutor(Executor):
         on_worker = _in_dask_task()
         if self._debug and not on_worker:
             logging.getLogger("distributed").setLevel(logging.DEBUG)
+        if not on_worker and self._makes_local_worker_processes():
+            method = dask.config.get("distributed.worker.multiprocessing-method")
+            require_main_guard("a temporary LocalCluster", method)
         self.performance_report = None
         backend = _DaskRun(run, self, on_worker=on_worker)
         try:
@@ -323,6 +328,15 @@ class DaskExecutor(Executor):
         if link:
             self._log.info("dashboard", dashboard_link=link)
         return link
+
+    def _makes_local_worker_processes(self) -> bool:
+        """Whether start makes a LocalCluster whose workers are processes of this machine."""
+        if self._address is not None or self._cluster is not None:
+            return False
+        factory = self._cluster_factory or distributed.LocalCluster
+        if not (isinstance(factory, type) and issubclass(factory, distributed.LocalCluster)):
+            return False  # made by code of its own: it knows where its workers run
+        return bool((self._cluster_kwargs or {}).get("processes", True))
 
     def _after_open(self, run: Run) -> None:
         run.backend.after_open()

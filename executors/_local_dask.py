@@ -32,6 +32,7 @@ from dask.callbacks import Callback
 from ._base import Executor, Run
 from ._context import TaskContext, current_task
 from ._future import CANCELLED, ERROR, FINISHED, PENDING, Future
+from ._main_guard import require_main_guard
 from ._structure import resolve_refs, to_refs
 from ._task import Task
 from .exceptions import CancelledError
@@ -481,6 +482,9 @@ class LocalDaskExecutor(Executor):
         return {"scheduler": self._scheduler, "num_workers": self._num_workers, **self._dask_config}
 
     def _open(self, run: Run) -> str | None:
+        if self._scheduler == "processes":
+            context = dask.multiprocessing.get_context()  # type: ignore[no-untyped-call]
+            require_main_guard('LocalDaskExecutor("processes")', context.get_start_method())
         run.backend = _Graphs(run, self)
         return None
 
