@@ -39,7 +39,17 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.parametrize(
-    "argv", [["demo", "--tasks", "0"], ["demo", "--executor", "gpu"], ["nope"], []]
+    "argv",
+    [
+        ["demo", "--tasks", "0"],
+        ["demo", "--executor", "gpu"],
+        ["watch"],
+        ["watch", "tcp://127.0.0.1:8786", "--timeout", "0"],
+        ["watch", "tcp://127.0.0.1:8786", "--timeout", "soon"],
+        ["watch", "tcp://127.0.0.1:8786", "--security-from", "/no/such/file.yaml"],
+        ["nope"],
+        [],
+    ],
 )
 def test_usage_errors_exit_2_naming_the_value(
     argv: list[str], capsys: pytest.CaptureFixture[str]
@@ -49,6 +59,7 @@ def test_usage_errors_exit_2_naming_the_value(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "usage:" in err and "Traceback" not in err
+    assert argv[-1] in err if argv else "COMMAND" in err  # the bad value, or what is missing
 
 
 def test_python_dash_m_runs_the_demo() -> None:

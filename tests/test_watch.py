@@ -165,26 +165,6 @@ def test_security_from_a_dask_config_file_reaches_a_tls_cluster(
     assert main(["watch", address]) == 1
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["watch"],
-        ["watch", "tcp://127.0.0.1:8786", "--timeout", "0"],
-        ["watch", "tcp://127.0.0.1:8786", "--timeout", "soon"],
-        ["watch", "tcp://127.0.0.1:8786", "--security-from", "/no/such/file.yaml"],
-    ],
-)
-def test_usage_errors_exit_2_naming_the_value(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "usage:" in err and "Traceback" not in err
-    assert argv[-1] in err or "ADDRESS" in err
-
-
 def test_a_config_file_without_tls_settings_is_a_usage_error(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
