@@ -27,7 +27,10 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="executors", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="executors",
+        description="Run the demo, watch a running cluster's workers, or run the benchmarks.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
