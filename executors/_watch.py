@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -189,8 +190,12 @@ def main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     printer = _Printer(out)
     receivers = printer.receivers()
-    for signal, receiver in receivers.items():
-        signal.connect(receiver, sender=executor)
+    for event, receiver in receivers.items():
+        event.connect(receiver, sender=executor)
+    # SIGTERM (a supervisor stopping it) ends it as Ctrl-C does; only the main thread
+    # may set a handler.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         with executor:
             threading.Event().wait()  # Ctrl-C ends it
@@ -200,6 +205,12 @@ def main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for signal, receiver in receivers.items():
-            signal.disconnect(receiver, sender=executor)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        for event, receiver in receivers.items():
+            event.disconnect(receiver, sender=executor)
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

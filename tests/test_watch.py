@@ -53,9 +53,9 @@ class Watch:
                 return line
         raise AssertionError(f"no line matching {pattern!r}; saw {self.seen}")
 
-    def interrupt(self) -> tuple[int, str]:
-        """Ctrl-C; the exit status and stderr."""
-        os.kill(self.process.pid, signal.SIGINT)
+    def interrupt(self, sig: int = signal.SIGINT) -> tuple[int, str]:
+        """Ctrl-C (or ``sig``); the exit status and stderr."""
+        os.kill(self.process.pid, sig)
         return self.finish()
 
     def finish(self) -> tuple[int, str]:
@@ -114,9 +114,10 @@ def test_reconnects_after_the_scheduler_restarts_and_says_so(
     watch.expect(TIME + re.escape(f"reconnected to {address}"))
     dask_processes.worker(address, "--name", "after")
     watch.expect(TIME + r"added    after  ")
-    status, err = watch.interrupt()
+    status, err = watch.interrupt(signal.SIGTERM)  # a supervisor stops it as Ctrl-C does
     assert status == 0, err
     assert "Traceback" not in err
+    watch.expect(TIME + re.escape(f"stopped watching {address}"), timeout=5)
 
 
 @pytest.mark.timeout(60)
