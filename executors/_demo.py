@@ -94,7 +94,7 @@ def run_demo(executor: Executor, tasks: int, out: TextIO) -> bool:
         elapsed = time.perf_counter() - started
     finally:
         for signal, receiver in receivers.items():
-            signal.disconnect(receiver, sender=executor)
+            signal.disconnect(receiver)  # from every sender: gone from `receivers` too
     expected = _sieve(limit)
     print(
         f"{type(executor).__name__}: {tasks + 1} tasks in {elapsed:.2f} s "

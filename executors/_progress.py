@@ -75,14 +75,12 @@ class ProgressBar:
         self._bar: Any = Bar(
             total=len(self._futures), file=stream, unit="task", desc="tasks", dynamic_ncols=True
         )
-        self._senders = list(
-            {
-                id(executor): executor
-                for future in futures
-                if (executor := getattr(future._owner, "executor", None)) is not None
-            }.values()
-        )
-        for sender in self._senders:
+        senders = {
+            id(executor): executor
+            for future in futures
+            if (executor := getattr(future._owner, "executor", None)) is not None
+        }
+        for sender in senders.values():
             signals.task_finished.connect(self._on_finished, sender=sender, weak=False)
         with self._lock:  # those that ended before the receiver was connected
             for future in futures:
@@ -116,8 +114,9 @@ class ProgressBar:
 
     def close(self) -> None:
         """Count the Futures that have ended but not been reported yet; end the bar."""
-        for sender in self._senders:
-            signals.task_finished.disconnect(self._on_finished, sender=sender)
+        # From every sender at once: blinker keeps a receiver in `receivers` until it is
+        # disconnected from all of them, and task_finished is sent while any is there.
+        signals.task_finished.disconnect(self._on_finished)
         with self._lock:
             if self._bar is None:
                 return

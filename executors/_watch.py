@@ -208,7 +208,7 @@ def main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
         for event, receiver in receivers.items():
-            event.disconnect(receiver, sender=executor)
+            event.disconnect(receiver)  # from every sender: gone from `receivers` too
     return 0
 
 

@@ -274,6 +274,7 @@ class TestMapAndWait:
         assert wait_until(lambda: bar.counted == 6)  # reported by the signal, not close()
         bar.close()
         assert "6/6" in screen.getvalue() and "failed=1, cancelled=0" in screen.getvalue()
+        assert not signals.task_finished.receivers  # else task_finished is sent forever
         # Off a terminal (pytest captures stderr), progress=True changes nothing.
         assert ex.wait(futures[:5], timeout=30, progress=True) == [1, 2, 3, 4, 5]
         assert [f.result() for f in as_completed(futures[:1], progress=True)] == [1]
