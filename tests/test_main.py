@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 import subprocess
 import sys
@@ -65,6 +66,20 @@ def test_usage_errors_exit_2_naming_the_value(
 def test_python_dash_m_runs_the_demo() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "executors", "demo", "--executor", "local", "--tasks", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(correct)" in done.stdout
+
+
+def test_the_console_script_is_installed_and_runs() -> None:
+    script = pathlib.Path(sys.executable).parent / "executors"  # pip puts it beside python
+    assert script.exists()
+    done = subprocess.run(
+        [str(script), "demo", "--executor", "local", "--tasks", "2"],
         capture_output=True,
         text=True,
         timeout=60,
