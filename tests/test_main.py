@@ -63,23 +63,16 @@ def test_usage_errors_exit_2_naming_the_value(
     assert argv[-1] in err if argv else "COMMAND" in err  # the bad value, or what is missing
 
 
-def test_python_dash_m_runs_the_demo() -> None:
+@pytest.mark.parametrize("launcher", ["python -m executors", "the executors script"])
+def test_both_launchers_run_the_demo(launcher: str) -> None:
+    if launcher == "python -m executors":
+        command = [sys.executable, "-m", "executors"]
+    else:
+        script = pathlib.Path(sys.executable).parent / "executors"  # pip puts it beside python
+        assert script.exists()
+        command = [str(script)]
     done = subprocess.run(
-        [sys.executable, "-m", "executors", "demo", "--executor", "local", "--tasks", "2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "(correct)" in done.stdout
-
-
-def test_the_console_script_is_installed_and_runs() -> None:
-    script = pathlib.Path(sys.executable).parent / "executors"  # pip puts it beside python
-    assert script.exists()
-    done = subprocess.run(
-        [str(script), "demo", "--executor", "local", "--tasks", "2"],
+        [*command, "demo", "--executor", "local", "--tasks", "2"],
         capture_output=True,
         text=True,
         timeout=60,
