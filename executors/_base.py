@@ -372,9 +372,7 @@ class Executor(abc.ABC):
         deadline = _deadline(timeout)
         found: dict[Future[Any], None] = {}
         find_futures(futures, found)
-        if not progress:
-            return self._wait(futures, found, timeout, deadline)
-        bar = open_progress_bar(found)
+        bar = open_progress_bar(found) if progress else None
         try:
             return self._wait(futures, found, timeout, deadline)
         finally:

@@ -34,7 +34,7 @@ from ._dispatch import Dispatcher
 from ._future import ERROR, FINISHED, NOT_FETCHED, PENDING, Future, block_until_done
 from ._loop import LoopThread, WorkerLoop
 from ._main_guard import require_main_guard
-from ._session import Session, WorkerSession, scheduler_rpc
+from ._session import Session, WorkerSession, is_local_cluster_class, scheduler_rpc
 from ._structure import resolve_refs, to_refs
 from ._task import Task
 from ._workers import WorkerWatcher
@@ -333,8 +333,7 @@ class DaskExecutor(Executor):
         """Whether start makes a LocalCluster whose workers are processes of this machine."""
         if self._address is not None or self._cluster is not None:
             return False
-        factory = self._cluster_factory or distributed.LocalCluster
-        if not (isinstance(factory, type) and issubclass(factory, distributed.LocalCluster)):
+        if not is_local_cluster_class(self._cluster_factory or distributed.LocalCluster):
             return False  # made by code of its own: it knows where its workers run
         return bool((self._cluster_kwargs or {}).get("processes", True))
 

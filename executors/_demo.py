@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -72,9 +73,9 @@ def run_demo(executor: Executor, tasks: int, out: TextIO) -> bool:
             signals.run_cancelled,
         )
     }
-    for signal, receiver in receivers.items():
-        signal.connect(receiver, sender=executor)
-    try:
+    with contextlib.ExitStack() as connected:
+        for signal, receiver in receivers.items():  # disconnected from every sender after
+            connected.enter_context(signal.connected_to(receiver, sender=executor))
         started = time.perf_counter()
         with executor:
             parts = [
@@ -92,9 +93,6 @@ def run_demo(executor: Executor, tasks: int, out: TextIO) -> bool:
                     print(f"  {done}/{tasks} ranges counted", file=out, flush=True)
             answer = executor.submit(total, parts, extra_context={"task_name": "total"}).result()
         elapsed = time.perf_counter() - started
-    finally:
-        for signal, receiver in receivers.items():
-            signal.disconnect(receiver)  # from every sender: gone from `receivers` too
     expected = _sieve(limit)
     print(
         f"{type(executor).__name__}: {tasks + 1} tasks in {elapsed:.2f} s "

@@ -24,6 +24,12 @@ CLIENT_TIMEOUT = 5.0
 CLOSE_LOST_TIMEOUT = 1.0
 
 
+def is_local_cluster_class(factory: Any) -> bool:
+    """Whether a temporary cluster made by ``factory`` is a ``distributed.LocalCluster``
+    (whose options, workers and logs this package knows), not code of the user's own."""
+    return isinstance(factory, type) and issubclass(factory, distributed.LocalCluster)
+
+
 class Session:
     """Creates or connects the cluster and an asynchronous client; closes what it made."""
 
@@ -113,7 +119,7 @@ class Session:
     async def _make_cluster(self) -> Any:
         factory = self._cluster_factory or distributed.LocalCluster
         kwargs = dict(self._cluster_kwargs)
-        if isinstance(factory, type) and issubclass(factory, distributed.LocalCluster):
+        if is_local_cluster_class(factory):
             if not self._debug:
                 kwargs.setdefault("silence_logs", logging.CRITICAL)
             if "security" in self._client_kwargs:

@@ -9,6 +9,7 @@ backoff, until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import signal
@@ -189,16 +190,16 @@ def main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     configure_logging(level="ERROR")
     logging.getLogger("distributed").setLevel(logging.ERROR)
     printer = _Printer(out)
-    receivers = printer.receivers()
-    for event, receiver in receivers.items():
-        event.connect(receiver, sender=executor)
     # SIGTERM (a supervisor stopping it) ends it as Ctrl-C does; only the main thread
     # may set a handler.
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
-        with executor:
-            threading.Event().wait()  # Ctrl-C ends it
+        with contextlib.ExitStack() as connected:
+            for event, receiver in printer.receivers().items():  # until the watch ends
+                connected.enter_context(event.connected_to(receiver, sender=executor))
+            with executor:
+                threading.Event().wait()  # Ctrl-C ends it
     except ConnectError as exc:
         print(f"executors watch: {exc}", file=err)
         return 1
@@ -207,8 +208,6 @@ def main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-        for event, receiver in receivers.items():
-            event.disconnect(receiver)  # from every sender: gone from `receivers` too
     return 0
 
 
