@@ -8,9 +8,12 @@ the signals every executor sends; a subclass says how tasks run through a handfu
 from __future__ import annotations
 
 import abc
+import concurrent.futures.process
+import concurrent.futures.thread  # noqa: F401 (see _finish_open_runs)
 import contextlib
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -22,6 +25,7 @@ from ._future import (
     CANCELLED,
     ERROR,
     FINISHED,
+    NOT_FETCHED,
     PENDING,
     Future,
     _deadline,
@@ -44,6 +48,40 @@ T = TypeVar("T")
 # How long stop() waits for the signal receivers to drain before it gives up and says so.
 DISPATCHER_JOIN_TIMEOUT = 30.0
 
+# Every run started and not yet ended, for the hook below (guarded by _open_runs_lock).
+_open_runs: set[Run] = set()
+_open_runs_lock = threading.Lock()
+
+
+def _finish_open_runs() -> None:
+    """At interpreter exit, finish the work of every run still open, then stop it.
+
+    As concurrent.futures does (SPEC §3): a script that ends with a run open, or right
+    after ``shutdown(wait=False)``, does not lose its work. A Ctrl-C meanwhile cancels
+    what is left; another one stops waiting.
+
+    Registered with threading's exit hooks, which run before threads are joined and in
+    reverse order: after concurrent.futures' own (its ``thread`` and ``process`` modules
+    are imported above for that), so ours runs first, while its pools still take work.
+    """
+    with _open_runs_lock:
+        runs = list(_open_runs)
+    interrupted = False
+    for run in runs:
+        try:
+            if interrupted:
+                run.executor._cancel_run(run, "KeyboardInterrupt")
+            run.executor._end(None)
+        except KeyboardInterrupt:
+            if interrupted:
+                return
+            interrupted = True
+            run.executor._cancel_run(run, "KeyboardInterrupt")
+            run.executor._end(None)
+
+
+threading._register_atexit(_finish_open_runs)  # type: ignore[attr-defined]
+
 
 class Run:
     """One start()..stop() of an executor: what its Futures and tasks refer to."""
@@ -55,8 +93,31 @@ class Run:
         self.cancelled = threading.Event()
         self.reason = "cancelled"
         self.closing = False
+        self.ended = threading.Event()  # set once stop has released everything
         self.task_context = TaskContext(self.cancelled, self)
         self.backend: Any = None  # the executor's own per-run state
+        # Futures by the keys given in extra_context (guarded by `lock`): two live tasks
+        # must never share a key (on Dask they would share one task). Weak: a Future the
+        # caller dropped is no task of the run once the backend let go of it too.
+        self.explicit_keys: weakref.WeakValueDictionary[str, Future[Any]] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def claim_key(self, future: Future[Any]) -> None:
+        """Take ``future``'s explicit key for it.
+
+        :raises ValueError: when a task of the run that is still live has that key (not
+            ended, or on Dask ended with its result still on the cluster).
+        """
+        key = future._key
+        with self.lock:
+            holder = self.explicit_keys.get(key)
+            if holder is not None and (holder._state is PENDING or holder._value is NOT_FETCHED):
+                raise ValueError(
+                    f"extra_context['key'] {key!r} is already used by a live task of this "
+                    "run; give each task its own key (or none: a unique one is made)"
+                )
+            self.explicit_keys[key] = future
 
     # -- the Future owner protocol -------------------------------------------------------
 
@@ -208,7 +269,9 @@ class Executor(abc.ABC):
             self.cancel("shutdown")
         if wait:
             self._end(None)
-        else:
+        elif self._run is not None:
+            # Daemon, as the loop and dispatcher threads: the exit hook above waits for
+            # the run to end, before concurrent.futures stops taking work.
             threading.Thread(
                 target=self._end, args=(None,), name=f"executors-shutdown-{id(self):x}", daemon=True
             ).start()
@@ -231,6 +294,8 @@ class Executor(abc.ABC):
                 raise
             with self._lifecycle_lock:
                 self._run = run
+            with _open_runs_lock:
+                _open_runs.add(run)
             dispatcher.send(signals.executor_started, dashboard_link=dashboard_link)
             self._log.info("executor_started", dashboard_link=dashboard_link)
             self._after_open(run)
@@ -239,11 +304,22 @@ class Executor(abc.ABC):
                 self._starting = False
 
     def _end(self, exc: BaseException | None) -> None:
+        """Stop the run: cancel it first if leaving by ``exc``, else finish its work.
+
+        When another thread is stopping it already, wait until that is done (not on
+        the dispatcher thread: the stop waits for the dispatcher)."""
         with self._lifecycle_lock:
             run = self._run
-            if run is None or run.closing:
+            if run is None:
                 return
+            stopping_elsewhere = run.closing
             run.closing = True
+        if stopping_elsewhere:
+            if exc is not None:
+                self._cancel_run(run, _describe(exc))
+            if threading.current_thread() is not run.dispatcher.thread:
+                run.ended.wait()
+            return
         try:
             if exc is not None:
                 self._cancel_run(run, _describe(exc))
@@ -262,6 +338,9 @@ class Executor(abc.ABC):
             finally:
                 with self._lifecycle_lock:
                     self._run = None
+                with _open_runs_lock:
+                    _open_runs.discard(run)
+                run.ended.set()
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -309,14 +388,17 @@ class Executor(abc.ABC):
         if kwargs:
             find_futures(kwargs, found)
         for dep in found:
-            if dep._owner is not run and dep._state is PENDING:
+            if dep._owner is not run and (dep._state is PENDING or dep._value is NOT_FETCHED):
                 raise ValueError(
-                    f"{dep!r} belongs to another executor or run and is not done; pass "
-                    "Futures of this run, or finished ones"
+                    f"{dep!r} belongs to another executor or run and its result is not here; "
+                    "pass Futures of this run, or call its result() first"
                 )
-        task = Task(fn, args, kwargs, tuple(found), options, Future(key, run))
+        future: Future[T] = Future(key, run)
+        if extra_context is not None and "key" in extra_context:
+            run.claim_key(future)
+        task = Task(fn, args, kwargs, tuple(found), options, future)
         self._submit(run, task)
-        return task.future
+        return future
 
     def map(
         self,
@@ -344,14 +426,25 @@ class Executor(abc.ABC):
             self.submit(fn, *items, extra_context={**context, "map_index": index})
             for index, items in enumerate(zip(*iterables, strict=False))
         ]
-        return self._map_results(futures, deadline)
+        return self._map_results(futures, deadline, timeout)
 
     @staticmethod
-    def _map_results(futures: list[Future[T]], deadline: float | None) -> Iterator[T]:
+    def _map_results(
+        futures: list[Future[T]], deadline: float | None, timeout: float | None
+    ) -> Iterator[T]:
         try:
             futures.reverse()
             while futures:
-                yield futures[-1].result(_remaining(deadline))
+                future = futures[-1]
+                try:
+                    if future._state is PENDING or future._value is NOT_FETCHED:
+                        future._bring(_remaining(deadline))
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"map(): the result of {future.key!r} was not ready within the "
+                        f"timeout of {timeout} s"
+                    ) from None
+                yield future.result()
                 futures.pop()
         finally:
             for future in futures:
@@ -400,8 +493,15 @@ class Executor(abc.ABC):
                 raise waiter.failed._value
             if not waiter.event.is_set():
                 still = sum(1 for future in pending if future._state is PENDING)
-                raise TimeoutError(f"{still} of {len(found)} tasks not done after {timeout} s")
-        fetch_all(found, _remaining(deadline))
+                raise TimeoutError(f"{still} of {len(found)} tasks not done within {timeout} s")
+        try:
+            fetch_all(found, _remaining(deadline))
+        except TimeoutError:
+            unfetched = sum(1 for future in found if future._value is NOT_FETCHED)
+            raise TimeoutError(
+                f"the results of {unfetched} of {len(found)} tasks did not arrive within "
+                f"{timeout} s"
+            ) from None
         return replace_futures(futures, Future.result)
 
     def cancel(self, reason: str = "cancelled") -> bool:

@@ -7,6 +7,9 @@ each worker process keeps one :class:`RunFlag` per run: the first task of a run 
 worker waits for the answer (bounded), later reads take the cached one and, once it is
 older than :data:`FRESH` seconds, refresh it in the background on the worker's loop.
 A read that fails or times out means "run": a wrong guess costs some work, never a task.
+A cached answer could be stale exactly when it matters, so ``cancel()`` does not rely on
+it: it tells every worker at once (:func:`mark_cancelled`) and returns only once they
+know, so that a task that had not started by then never starts.
 
 A task that does not start raises :class:`NotStarted` on the worker and tells its run
 through the scheduler's event log (topic :data:`TOPIC`), so the executor that owns the
@@ -24,7 +27,15 @@ from typing import Any
 from ._context import TaskContext
 from .exceptions import CancelledError
 
-__all__ = ["FRESH", "TOPIC", "NotStarted", "RunFlag", "flag_for", "relay_not_started"]
+__all__ = [
+    "FRESH",
+    "TOPIC",
+    "NotStarted",
+    "RunFlag",
+    "flag_for",
+    "mark_cancelled",
+    "relay_not_started",
+]
 
 TOPIC = "executors"  # the scheduler event-log topic of task-cancelled reports
 FRESH = 0.2  # seconds a worker trusts the scheduler's last answer
@@ -131,6 +142,12 @@ def flag_for(name: str, worker: Any) -> RunFlag:
     flag.worker = worker  # the one that asked last: an earlier one may have closed
     flag.used_at = time.monotonic()
     return flag
+
+
+def mark_cancelled(name: str, dask_worker: Any = None) -> None:
+    """Run by ``Client.run`` on every worker when the run ``name`` is cancelled: its
+    tasks no longer start in this process, whatever the cached answer said."""
+    flag_for(name, dask_worker).cancelled = True
 
 
 def _prune() -> None:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import importlib
+import inspect
 import logging
+import math
 import pathlib
+import pickle
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -28,14 +32,16 @@ from distributed.threadpoolexecutor import thread_state
 
 from . import signals
 from ._base import Executor, Run
-from ._cancel import TOPIC, NotStarted, flag_for, relay_not_started
+from ._cancel import TOPIC, NotStarted, mark_cancelled
 from ._context import current_task
 from ._dispatch import Dispatcher
 from ._future import ERROR, FINISHED, NOT_FETCHED, PENDING, Future, block_until_done
 from ._loop import LoopThread, WorkerLoop
 from ._main_guard import require_main_guard
+from ._on_worker import TaskExit, run_task
+from ._pickling import call_error, dumps, restore_exit_code, result_error
 from ._session import Session, WorkerSession, is_local_cluster_class, scheduler_rpc
-from ._structure import resolve_refs, to_refs
+from ._structure import Ref, replace_futures
 from ._task import Task
 from ._workers import WorkerWatcher
 from .exceptions import ConnectError
@@ -48,39 +54,13 @@ CLOSE_TIMEOUT = 60.0
 CLEAR_TIMEOUT = 5.0
 # Seconds between two looks at the client's connection when nothing else raised the alarm.
 SUPERVISE_INTERVAL = 0.1
-
-
-def _call(
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    deps: dict[str, Any] | None = None,
-    run_flag: str | None = None,
-) -> Any:
-    """What each Dask task runs on its worker.
-
-    The user's keyword arguments travel as one dict, apart from ``Client.submit``'s own
-    (``key``, ``pure``, ``resources``, ...). Dependencies travel as the flat ``deps``
-    dict, which Dask resolves; :class:`Ref` placeholders in the arguments are filled from
-    it here, so nesting works the same on every executor. ``run_flag`` names the run's
-    cancellation Event: a task of a cancelled run does not start (see ``_cancel.py``).
-    """
-    if deps:
-        args = resolve_refs(args, deps)
-        kwargs = resolve_refs(kwargs, deps)
-    if run_flag is None:
-        return fn(*args, **kwargs)
-    worker = distributed.get_worker()
-    flag = flag_for(run_flag, worker)
-    if not flag.should_run():
-        key = str(worker.get_current_task())
-        relay_not_started(worker, run_flag, key)
-        raise NotStarted(key, "its run was cancelled before it started")
-    token = current_task.set(flag.context)
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        current_task.reset(token)
+# After a comm error, seconds given to distributed's client to notice a lost scheduler,
+# and then to the scheduler to answer when it did not.
+NOTICE_TIMEOUT = 1.0
+PROBE_TIMEOUT = 2.0
+# Errors of Dask's comms, and Dask's own cancel of futures when it lost the scheduler:
+# never the caller's, they start a reconnect (SPEC §13).
+_LOST = (OSError, concurrent.futures.CancelledError)
 
 
 def _release(dask_futures: list[distributed.Future[Any]]) -> None:
@@ -98,22 +78,36 @@ def _in_dask_task() -> bool:
 
 
 class _Entry:
-    """A Future the cluster knows about: the caller's Future (weakly: dropping it
-    releases the Dask future), the Dask future, the task watching it, and the call, kept
-    to submit it again if the scheduler is lost before the result is here."""
+    """A task the cluster knows about: its Dask future, the asyncio task watching it,
+    and its call, kept to submit it again if the scheduler is lost before the result is
+    here.
 
-    __slots__ = ("call", "dask_future", "future", "watcher")
+    The caller's Future is held while the task runs (a Future the caller dropped is
+    still a task of the run: it runs to the end, SPEC §3.3), and weakly once it has
+    ended: dropping it then releases the Dask future."""
 
-    def __init__(
-        self,
-        task: Task,
-        dask_future: distributed.Future[Any],
-        on_drop: Callable[[weakref.ref[Future[Any]]], None],
-    ) -> None:
-        self.future = weakref.ref(task.future, on_drop)
+    __slots__ = ("call", "dask_future", "held", "ref", "watcher")
+
+    def __init__(self, task: Task, dask_future: distributed.Future[Any]) -> None:
+        self.held: Future[Any] | None = task.future
+        self.ref: weakref.ref[Future[Any]] | None = None
         self.dask_future = dask_future
         self.call = (task.fn, task.args, task.kwargs, task.deps, task.options)
         self.watcher: asyncio.Task[None] | None = None
+
+    def future(self) -> Future[Any] | None:
+        """The caller's Future; None once it was dropped after its task ended."""
+        held = self.held
+        if held is not None:
+            return held
+        assert self.ref is not None
+        return self.ref()
+
+    def hold_weakly(self, on_drop: Callable[[weakref.ref[Future[Any]]], None]) -> None:
+        """The task has ended: from now on the caller alone keeps the Future alive."""
+        if self.held is not None:
+            self.ref = weakref.ref(self.held, on_drop)
+            self.held = None
 
     def task(self, future: Future[Any]) -> Task:
         return Task(*self.call, future)
@@ -137,6 +131,41 @@ def _given(**settings: Any) -> list[str]:
     return [name for name, value in settings.items() if value is not None]
 
 
+# Client arguments the executor sets itself (SPEC §3.3), and why.
+_MANAGED_CLIENT_KWARGS = {
+    "address": "the executor connects to address= or cluster= itself",
+    "scheduler_file": "give the scheduler's address= instead",
+    "asynchronous": "the executor runs the client asynchronously on its own loop thread",
+    "set_as_default": "the executor never becomes the process-wide default client",
+    "loop": "the client runs on the executor's own loop thread",
+    "timeout": "use the executor's connect_timeout= instead",
+}
+
+
+def _check_client_kwargs(client_kwargs: Mapping[str, Any]) -> None:
+    """:raises ValueError: naming a managed or unknown ``distributed.Client`` argument."""
+    managed = [name for name in client_kwargs if name in _MANAGED_CLIENT_KWARGS]
+    if managed:
+        reasons = "; ".join(f"{name!r}: {_MANAGED_CLIENT_KWARGS[name]}" for name in managed)
+        raise ValueError(
+            f"client_kwargs must not set {managed}, which the executor manages ({reasons})"
+        )
+    parameters = inspect.signature(distributed.Client.__init__).parameters
+    valid = sorted(
+        name
+        for name, parameter in parameters.items()
+        if name != "self"
+        and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+        and name not in _MANAGED_CLIENT_KWARGS
+    )
+    unknown = sorted(map(str, set(client_kwargs) - set(valid)))
+    if unknown:
+        raise ValueError(
+            f"client_kwargs has {unknown}, which distributed.Client does not take; valid "
+            f"names are {valid}"
+        )
+
+
 def _check_address(address: str, client_kwargs: Mapping[str, Any]) -> None:
     if not isinstance(address, str):
         raise ValueError(f"address must be a str like 'tcp://127.0.0.1:8786', got {address!r}")
@@ -144,7 +173,9 @@ def _check_address(address: str, client_kwargs: Mapping[str, Any]) -> None:
         scheme, location = parse_address(address, strict=True)
         distributed.comm.registry.get_backend(scheme)
         if scheme in ("tcp", "tls"):
-            parse_host_port(location)
+            _, port = parse_host_port(location)
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is not in 1..65535")
     except (ValueError, TypeError) as exc:
         raise ValueError(
             f"address {address!r} is not a scheduler address ({exc}); "
@@ -222,12 +253,13 @@ class DaskExecutor(Executor):
                 )
             if not isinstance(getattr(cluster, "scheduler_address", None), str):
                 raise ValueError(f"cluster {cluster!r} has no scheduler_address")
-        for name, given in (("client_kwargs", client_kwargs), ("cluster_kwargs", cluster_kwargs)):
-            if given is not None and "asynchronous" in given:
-                raise ValueError(
-                    f"{name} must not set 'asynchronous': the executor runs the client "
-                    "asynchronously on its own loop thread"
-                )
+        if cluster_kwargs is not None and "asynchronous" in cluster_kwargs:
+            raise ValueError(
+                "cluster_kwargs must not set 'asynchronous': the executor runs the cluster "
+                "asynchronously on its own loop thread"
+            )
+        if client_kwargs is not None:
+            _check_client_kwargs(client_kwargs)
         self._cluster_factory: Callable[..., Any] | None = None
         if isinstance(cluster_class, str):
             self._cluster_factory = _import_cluster_class(cluster_class)
@@ -243,9 +275,12 @@ class DaskExecutor(Executor):
         if (
             isinstance(connect_timeout, bool)
             or not isinstance(connect_timeout, (int, float))
+            or not math.isfinite(connect_timeout)
             or connect_timeout <= 0
         ):
-            raise ValueError(f"connect_timeout must be a positive number, got {connect_timeout!r}")
+            raise ValueError(
+                f"connect_timeout must be a finite number of seconds > 0, got {connect_timeout!r}"
+            )
         self._address = address
         self._cluster = cluster
         self._cluster_class = cluster_class
@@ -482,16 +517,18 @@ class _DaskRun:
             self.loop.run(self._acancel(None, by_run=True), CLOSE_TIMEOUT)
 
     def close(self, cancelled: bool) -> str | None:
-        """Finish the submitted work (unless cancelled), then close everything."""
+        """Finish the submitted work (unless cancelled), then close everything.
+
+        Interrupted while it waits for the work (Ctrl-C), it raises with nothing closed:
+        the caller cancels the run and closes again."""
+        if not cancelled:
+            pending = self.loop.run(self._apending())
+            block_until_done(pending, None)
+            self.loop.run(self._afetch_alive())
+        self.closed = True
         try:
-            if not cancelled:
-                pending = self.loop.run(self._apending())
-                block_until_done(pending, None)
-                self.loop.run(self._afetch_alive())
-            self.closed = True
             return self.loop.run(self._aclose(), CLOSE_TIMEOUT)
         finally:
-            self.closed = True
             self.loop.stop()
 
     # -- the loop thread --------------------------------------------------------------------
@@ -542,7 +579,9 @@ class _DaskRun:
         Each ``Client.submit`` is one ``update-graph`` message that the scheduler handles
         on its own, so the batch goes as one ``Client.map`` per set of Dask options. A
         task whose dependency is still in the unsent batch closes it first: it needs the
-        dependency's Dask future. ``again``: a resubmission (see :meth:`_sendable`)."""
+        dependency's Dask future. Each task's call is pickled on its own first, so one
+        that does not pickle fails alone (SPEC §13), not its batch. ``again``: a
+        resubmission (see :meth:`_sendable`)."""
         batches: dict[tuple[Any, ...], list[tuple[Task, tuple[Any, ...]]]] = {}
         unsent: set[str] = set()
         sent = 0
@@ -554,13 +593,18 @@ class _DaskRun:
                 batches, unsent = {}, set()
             if task.deps and self.run.settle_from_deps(task.future, task.deps):
                 continue
+            try:
+                call = self._call_args(task)
+            except (TypeError, RuntimeError) as exc:
+                self.run.settle(task.future, ERROR, exc)
+                continue
             options = task.options
             group = (
                 tuple(sorted(options.resources.items())) if options.resources else None,
                 options.retries,
                 options.priority or 0,
             )
-            batches.setdefault(group, []).append((task, self._call_args(task)))
+            batches.setdefault(group, []).append((task, call))
             unsent.add(task.future._key)
         return sent + self._send_batches(client, batches)
 
@@ -581,11 +625,36 @@ class _DaskRun:
         return True
 
     def _call_args(self, task: Task) -> tuple[Any, ...]:
-        """The arguments of :func:`_call` for ``task``, dependencies as Dask futures."""
-        if not task.deps:
-            return (task.fn, task.args, task.kwargs, None, self.flag_name)
-        deps = {dep._key: self._as_input(dep) for dep in task.deps}
-        return (task.fn, to_refs(task.args), to_refs(task.kwargs), deps, self.flag_name)
+        """The arguments of :func:`run_task` for ``task``: its call pickled on its own,
+        with the dependencies still on the cluster as :class:`Ref` placeholders, and
+        their Dask futures, which Dask resolves on the worker (the data stays there).
+
+        :raises TypeError: naming the key and the value, when the call does not pickle.
+        :raises RuntimeError: when a dependency's result is neither here nor there.
+        """
+        args, kwargs, deps = task.args, task.kwargs, None
+        if task.deps:
+            deps = {}
+
+            def as_input(dep: Future[Any]) -> Any:
+                entry = self.live.get(dep._key)
+                if entry is not None:
+                    deps[dep._key] = entry.dask_future
+                    return Ref(dep._key)
+                if dep._value is NOT_FETCHED:
+                    raise RuntimeError(
+                        f"the result of {dep._key!r}, a dependency of {task.future._key!r}, "
+                        "is no longer on the cluster"
+                    )
+                return dep._value  # handed over already: it travels with the call
+
+            args = replace_futures(args, as_input)
+            kwargs = replace_futures(kwargs, as_input)
+        try:
+            payload = dumps((task.fn, args, kwargs))
+        except Exception as exc:
+            raise call_error(task.future._key, task.fn, task.args, task.kwargs, exc) from exc
+        return (payload, deps or None, self.flag_name)
 
     def _send_batches(
         self,
@@ -597,7 +666,7 @@ class _DaskRun:
         for (resources, retries, priority), batch in batches.items():
             try:
                 dask_futures = client.map(  # type: ignore[union-attr]
-                    _call,
+                    run_task,
                     *zip(*(call for _, call in batch), strict=True),
                     key=[task.future._key for task, _ in batch],
                     pure=False,
@@ -617,19 +686,9 @@ class _DaskRun:
 
     def _watch(self, task: Task, dask_future: distributed.Future[Any]) -> None:
         key = task.future._key
-        # The weak reference's callback, not weakref.finalize: half the cost, and it
-        # goes with the entry once the entry is no longer needed.
-        entry = _Entry(task, dask_future, lambda _, key=key: self._dropped(key))  # type: ignore[misc]
+        entry = _Entry(task, dask_future)
         entry.watcher = self.loop.loop.create_task(self._awatch(key, dask_future))
         self.live[key] = entry
-
-    def _as_input(self, dep: Future[Any]) -> Any:
-        """A dependency as the Dask task takes it: its Dask future while the cluster has
-        it (the data stays on the workers), else the value already handed over."""
-        entry = self.live.get(dep._key)
-        if entry is not None:
-            return entry.dask_future
-        return dep._value
 
     async def _awatch(self, key: str, dask_future: distributed.Future[Any]) -> None:
         # What distributed's own as_completed awaits for each future.
@@ -640,18 +699,23 @@ class _DaskRun:
         if entry is None or entry.dask_future is not dask_future:
             return
         future = entry.future()
-        if future is None:
-            self._forget(key)
-            return
+        assert future is not None  # held until the task has ended
         status = dask_future.status
         if status == "finished":
             self.run.settle(future, FINISHED, NOT_FETCHED)
+            # The weak reference's callback, not weakref.finalize: half the cost, and it
+            # goes with the entry once the entry is no longer needed.
+            entry.hold_weakly(lambda ref: self._dropped(key, ref))
         elif status == "error":
             error = await dask_future.exception()
             traceback = await dask_future.traceback()
             self._forget(key)
             if isinstance(error, NotStarted):
                 self._cancelled_by_run(future)
+            elif isinstance(error, TaskExit):  # the task's SystemExit or KeyboardInterrupt
+                original = restore_exit_code(error.error)
+                original = original.with_traceback(original.__traceback__ or traceback)
+                self.run.settle(future, ERROR, original)
             else:
                 self.run.settle(future, ERROR, error.with_traceback(traceback))
         elif self.run.cancelled.is_set():
@@ -694,17 +758,26 @@ class _DaskRun:
         if entry is not None:
             entry.dask_future.release()
 
-    def _dropped(self, key: str) -> None:
-        """The caller dropped a Future: release its Dask future (from any thread)."""
+    def _dropped(self, key: str, ref: weakref.ref[Future[Any]]) -> None:
+        """The caller dropped the Future of an ended task: release its Dask future
+        (called from whichever thread dropped it)."""
         if not self.closed:
             try:
-                self.loop.call_soon(self._forget, key)
+                self.loop.call_soon(self._forget_dropped, key, ref)
             except (RuntimeError, AssertionError):  # the loop is gone
                 pass
 
+    def _forget_dropped(self, key: str, ref: weakref.ref[Future[Any]]) -> None:
+        entry = self.live.get(key)
+        if entry is not None and entry.ref is ref:  # not a later task with the same key
+            self._forget(key)
+
     async def _afetch(self, futures: list[Future[Any]], timeout: float | None = None) -> None:
         """Bring the results of ``futures`` here, in one gather; those still pending are
-        waited for first, up to ``timeout`` (then they are left for the caller to wait)."""
+        waited for first, up to ``timeout`` (then they are left for the caller to wait).
+
+        A scheduler lost meanwhile is reconnected to, and the tasks submitted again are
+        gathered then; a result that cannot come ends its own Future in error."""
         if any(future._state is PENDING for future in futures):
             self._on_wake()  # send what is queued: then it has a watcher
             watchers = [
@@ -716,6 +789,7 @@ class _DaskRun:
             ]
             if watchers:
                 await asyncio.wait(watchers, timeout=timeout)
+        lost_at: float | None = None
         while True:
             wanted = [
                 (future, self.live[future._key].dask_future)
@@ -725,27 +799,79 @@ class _DaskRun:
             if not wanted:
                 break
             try:
-                values = await self.session.connected().gather([d for _, d in wanted])
-            except Exception:
-                # Lost with the scheduler? Then wait for the reconnect (which submits the
-                # tasks again) and gather the new ones; any other error is the caller's.
-                if self._connected() or not await self._aensure_connected():
-                    if self.broken is not None:
-                        raise self.broken from None
-                    raise
-                continue
-            for (future, _), value in zip(wanted, values, strict=True):
-                future._value = value
-                self.live.pop(future._key, None)
-            # The caller has the values once this returns; telling Dask that their
-            # futures are released can wait until after (it is one message per key).
-            asyncio.get_running_loop().call_soon(_release, [d for _, d in wanted])
-            break
-        lost = [f._key for f in futures if f._value is NOT_FETCHED]
+                await self._agather(self.session.connected(), wanted)
+                break
+            except _LOST as exc:
+                lost_at = asyncio.get_running_loop().time() if lost_at is None else lost_at
+                await self._aafter_lost(exc, lost_at)
+        lost = [f._key for f in futures if f._state is FINISHED and f._value is NOT_FETCHED]
         if lost:
             if self.broken is not None:
                 raise self.broken
             raise RuntimeError(f"the results of {lost} are no longer on the cluster")
+
+    async def _agather(
+        self, client: distributed.Client, wanted: list[tuple[Future[Any], Any]]
+    ) -> None:
+        """Gather the results of ``wanted`` (Future, Dask future) in one trip.
+
+        A result that cannot come here (it does not pickle on its worker, or not load
+        here) fails the whole gather: then each is gathered on its own, and the one at
+        fault ends its Future in error, once. Errors of Dask's comms are raised."""
+        try:
+            values = await client.gather([dask_future for _, dask_future in wanted])
+        except _LOST:
+            raise
+        except Exception as exc:
+            if len(wanted) > 1:
+                for pair in wanted:
+                    await self._agather(client, [pair])
+                return
+            future = wanted[0][0]
+            if isinstance(exc, (TypeError, pickle.PickleError)):
+                exc = result_error(future._key, exc)
+            future._fetch_failed(exc)
+            self._forget(future._key)
+            return
+        for (future, _), value in zip(wanted, values, strict=True):
+            future._value = value
+            self.live.pop(future._key, None)
+        # The caller has the values once this returns; telling Dask that their futures
+        # are released can wait until after (it is one message per key).
+        asyncio.get_running_loop().call_soon(_release, [d for _, d in wanted])
+
+    async def _aafter_lost(self, error: BaseException, since: float) -> None:
+        """A gather failed on Dask's comms, or on futures Dask cancelled: the scheduler
+        may be going away (SPEC §13). Return once reconnected (the tasks were submitted
+        again) or once the scheduler has answered; past the reconnect budget, counted
+        from ``since``, raise ConnectError."""
+        loop = asyncio.get_running_loop()
+        client = self.session.client
+        if self.recovery_lock is not None and client is not None:
+            if loop.time() - since <= self.reconnect_timeout:
+                # distributed's client notices a broken stream on its own, in moments.
+                notice_by = loop.time() + NOTICE_TIMEOUT
+                while self._connected() and loop.time() < notice_by:
+                    await asyncio.sleep(0.05)
+                if self._connected():
+                    try:
+                        await asyncio.wait_for(scheduler_rpc(client).identity(), PROBE_TIMEOUT)
+                        return  # it is there: gather again
+                    except Exception:
+                        assert self.alarm is not None
+                        self.alarm.set()
+                if await self._aensure_connected():
+                    return
+        if self.broken is not None:
+            raise self.broken from error
+        address = getattr(self.session, "address", None) or "the scheduler"
+        raise ConnectError(
+            str(address),
+            1,
+            error,
+            seconds=loop.time() - since,
+            tried="results could not be gathered",
+        ) from error
 
     async def _apending(self) -> list[Future[Any]]:
         self._on_wake()
@@ -796,8 +922,11 @@ class _DaskRun:
                 await asyncio.wait_for(self.alarm.wait(), SUPERVISE_INTERVAL)
             except asyncio.TimeoutError:
                 pass
-            if not await self._aensure_connected():
-                return
+            try:
+                if not await self._aensure_connected():
+                    return
+            except Exception as exc:  # lost again while following it again: look again
+                self.log.warning("reconnect_failed", error=repr(exc))
 
     async def _aensure_connected(self) -> bool:
         """Reconnect if the scheduler was lost; False when the run has no connection left."""
@@ -826,11 +955,13 @@ class _DaskRun:
         self.run.dispatcher.send(signals.connection_lost, address=address, error=error)
         self.log.warning("connection_lost", address=address, error=error)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.reconnect_timeout
+        started = loop.time()
+        deadline = started + self.reconnect_timeout
         # distributed's client first tries on its own, for up to its timeout; a scheduler
         # back by then keeps the same client.
         while client.status == "connecting" and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        on_its_own = loop.time() - started
         try:
             if client.status != "running":
                 await session.reconnect(deadline - loop.time())
@@ -838,7 +969,18 @@ class _DaskRun:
             self.alarm.clear()
             await self._afollow(client)
         except ConnectError as exc:
-            self._break(exc)
+            given_up = ConnectError(
+                exc.address,
+                exc.attempts,
+                exc.last_error,
+                seconds=loop.time() - started,
+                tried=(
+                    f"distributed's client tried to reconnect on its own for "
+                    f"{on_its_own:.1f} s, then {exc.attempts} new connection attempt(s)"
+                ),
+            )
+            given_up.__cause__ = exc.last_error
+            self._break(given_up)
             return
         resubmitted = self._resubmit(client)
         self.recovering = False
@@ -871,7 +1013,8 @@ class _DaskRun:
                 self.run.settle(future, ERROR, error)
 
     async def _afetch_alive(self) -> None:
-        """Bring here the results still on the cluster, so they outlive the stop."""
+        """Bring here the results still on the cluster, so they outlive the stop. Never
+        raises: a result that cannot come is the business of its Future's ``result()``."""
         if self.broken is not None:
             return  # they were lost with the scheduler; result() says so
         alive = [
@@ -879,17 +1022,21 @@ class _DaskRun:
             for entry in list(self.live.values())
             if (future := entry.future()) is not None and future._value is NOT_FETCHED
         ]
-        await self._afetch(alive)
+        try:
+            await self._afetch(alive)
+        except Exception as exc:
+            self.log.warning("results_not_fetched_at_stop", tasks=len(alive), error=repr(exc))
 
     async def _acancel(self, futures: list[Future[Any]] | None, by_run: bool) -> int:
         """Settle pending Futures as cancelled (all of them when ``futures`` is None),
         then cancel their Dask futures. Returns how many ended cancelled.
 
-        A run's cancel first clears its Event, so that no task starts from then on, even
-        one the scheduler has already sent to a worker."""
+        A run's cancel also clears its Event before it returns, so that no task starts
+        from then on, even one the scheduler has already sent to a worker. The Futures
+        are settled first: a running task that stops when told would otherwise finish,
+        and its Future with it, before the cancel reached it."""
         run = self.run
         if by_run:
-            await self._aclear_flag()
             settle = self._cancelled_by_run
         else:
 
@@ -908,13 +1055,17 @@ class _DaskRun:
                 entry = self.live.pop(future._key, None)
                 if entry is not None:
                     to_cancel.append(entry.dask_future)
+        if by_run:
+            await self._aclear_flag()
         client = self.session.client
         if to_cancel and client is not None and client.status == "running":
             await client.cancel(to_cancel)
         return count
 
     async def _aclear_flag(self) -> None:
-        """Clear the run's Event (once): tasks of the run no longer start."""
+        """Clear the run's Event (once): tasks of the run no longer start. Then tell every
+        worker at once, and wait until they know: their cached answer may be fresh enough
+        to start a task, and a task not started by now must never start (SPEC §6)."""
         if not self.owns_flag or self.flag_cleared:
             return
         self.flag_cleared = True
@@ -924,6 +1075,8 @@ class _DaskRun:
         try:
             clearing = scheduler_rpc(client).event_clear(name=self.flag_name)
             await asyncio.wait_for(clearing, CLEAR_TIMEOUT)
+            telling = client.run(mark_cancelled, self.flag_name, on_error="return")
+            await asyncio.wait_for(telling, CLEAR_TIMEOUT)
         except Exception as exc:
             self.log.warning("cancellation_event_not_cleared", error=repr(exc))
 

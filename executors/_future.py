@@ -140,19 +140,26 @@ class Future(Generic[T]):
         :raises executors.CancelledError: when the Future was cancelled.
         :raises Exception: the task's own exception, with its traceback.
         """
+        if self._state is PENDING or self._value is NOT_FETCHED:
+            try:
+                self._bring(timeout)
+            except TimeoutError:
+                raise TimeoutError(f"task {self._key!r}: no result within {timeout} s") from None
+        if self._state is FINISHED:
+            return self._value  # type: ignore[no-any-return]
+        raise self._value
+
+    def _bring(self, timeout: float | None) -> None:
+        """Wait for the task and bring its result here (it may end in error meanwhile)."""
+        deadline = _deadline(timeout)
         if self._state is PENDING:
-            deadline = _deadline(timeout)
             self._owner.prepare((self,))
             # An executor that fetches results (DaskExecutor) waits for the task and brings
             # its result back in the same trip to its loop: one thread hop less (P2).
             self._owner.fetch([self], timeout)
             self._wait(_remaining(deadline))
-            timeout = _remaining(deadline)
-        if self._state is FINISHED:
-            if self._value is NOT_FETCHED:
-                self._owner.fetch([self], timeout)
-            return self._value  # type: ignore[no-any-return]
-        raise self._value
+        if self._state is FINISHED and self._value is NOT_FETCHED:
+            self._owner.fetch([self], _remaining(deadline))
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The task's exception, or None if it succeeded.
@@ -162,7 +169,10 @@ class Future(Generic[T]):
         """
         if self._state is PENDING:
             self._owner.prepare((self,))
-            self._wait(timeout)
+            try:
+                self._wait(timeout)
+            except TimeoutError:
+                raise TimeoutError(f"task {self._key!r} not done within {timeout} s") from None
         if self._state is CANCELLED:
             raise self._value
         return self._value if self._state is ERROR else None
@@ -180,12 +190,13 @@ class Future(Generic[T]):
     # -- for executors ----------------------------------------------------------------
 
     def _wait(self, timeout: float | None) -> None:
-        """Block until done, or raise TimeoutError; the caller has called ``prepare``."""
+        """Block until done, or raise TimeoutError; the caller has called ``prepare``
+        and words the error (it knows the timeout it was given)."""
         waiter = _Waiter(1)
         if self._add_waiter(waiter) and not waiter.event.wait(timeout):
             self._remove_waiter(waiter)
             if self._state is PENDING:
-                raise TimeoutError(f"task {self._key!r} not done after {timeout} s")
+                raise TimeoutError
 
     def _add_waiter(self, waiter: Any) -> bool:
         """Register ``waiter``; False (and not registered) if already done."""
@@ -208,6 +219,14 @@ class Future(Generic[T]):
                 self._waiters = None
             elif type(waiters) is list and waiter in waiters:
                 waiters.remove(waiter)
+
+    def _fetch_failed(self, error: BaseException) -> None:
+        """The task finished but its result cannot be brought here: from now on the
+        Future holds ``error`` instead, so that it is raised, not fetched again."""
+        with _state_lock:
+            if self._state is FINISHED and self._value is NOT_FETCHED:
+                self._state = ERROR
+                self._value = error
 
     def _settle(self, state: str, value: Any) -> bool:
         """Move to a final state; False if another thread settled it first."""

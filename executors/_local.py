@@ -16,8 +16,9 @@ __all__ = ["LocalExecutor"]
 class LocalExecutor(Executor):
     """Runs each task inside ``submit``, in the caller's thread: for debugging.
 
-    The returned Future is already done; a task's error is kept in it and raised by
-    ``result()``/``wait()``. Signals and callbacks still run on the dispatcher thread.
+    The returned Future is already done; a task's error (a ``SystemExit`` too) is kept in
+    it and raised by ``result()``/``wait()``; a ``KeyboardInterrupt`` is the caller's own
+    Ctrl-C and goes through. Signals and callbacks still run on the dispatcher thread.
     """
 
     def _settings(self) -> dict[str, Any]:
@@ -34,7 +35,9 @@ class LocalExecutor(Executor):
         token = current_task.set(run.task_context)
         try:
             value = task.fn(*args, **kwargs)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise  # the caller's own Ctrl-C: the task runs in the caller's thread
+        except BaseException as exc:  # a task's SystemExit too ends its Future, not the script
             future._state, future._value = ERROR, exc
             run.announce(future, ERROR)
             return

@@ -12,13 +12,13 @@ not a task) and builds no ``delayed`` objects.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import math
 import multiprocessing.connection
 import queue
 import threading
 import traceback
 from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import Any
 
 import dask
@@ -33,6 +33,7 @@ from ._base import Executor, Run
 from ._context import TaskContext, current_task
 from ._future import CANCELLED, ERROR, FINISHED, PENDING, Future
 from ._main_guard import require_main_guard
+from ._pickling import call_error, dumps, loads, restore_exit_code, result_error
 from ._structure import resolve_refs, to_refs
 from ._task import Task
 from .exceptions import CancelledError
@@ -69,23 +70,36 @@ _NOTHING_KNOWN: dict[str, Any] = {}  # shared, never written to
 
 
 class _RemoteTraceback(Exception):
-    """The traceback of an error raised in a worker process, as text (its ``__cause__``)."""
+    """The traceback of an error raised in a worker process, as text (its ``__cause__``),
+    where the traceback itself could not be pickled."""
 
     def __str__(self) -> str:
         return str(self.args[0])
 
 
+def _rebuild_failure(
+    error: BaseException, traceback_: TracebackType | None, text: str | None
+) -> _Failure:
+    error = restore_exit_code(error)
+    return _Failure(error.with_traceback(traceback_) if traceback_ is not None else error, text)
+
+
 class _Failure:
-    """A task's error, returned (not raised) so dask goes on with the other tasks."""
+    """A task's error, returned (not raised) so dask goes on with the other tasks.
 
-    __slots__ = ("error", "remote_traceback")
+    From a worker process it travels with its traceback, so the task's own frames are in
+    it (tracebacks pickle once distributed has imported tblib's support); where that
+    does not pickle, with the traceback as text (``traceback_text``)."""
 
-    def __init__(self, error: BaseException, remote_traceback: str | None = None) -> None:
+    __slots__ = ("error", "traceback_text")
+
+    def __init__(self, error: BaseException, traceback_text: str | None = None) -> None:
         self.error = error
-        self.remote_traceback = remote_traceback
+        self.traceback_text = traceback_text
 
-    def __reduce__(self) -> tuple[type[_Failure], tuple[BaseException, str | None]]:
-        return (_Failure, (self.error, self.remote_traceback))
+    def __reduce__(self) -> tuple[Any, ...]:
+        traceback_ = self.error.__traceback__ if self.traceback_text is None else None
+        return (_rebuild_failure, (self.error, traceback_, self.traceback_text))
 
 
 class _Skipped:
@@ -103,10 +117,10 @@ class _Call:
     its dependencies, and (once in a graph) the keys of those computed in the same graph
     (``dep_keys``) and the outcome of those that ended before (``known``).
 
-    In the driver's process it also holds its run and Future, to skip a cancelled task
-    and to settle the Future the moment the task ends; pickled for a worker process, it
-    drops them. It is the only object ``submit`` keeps per task (P4: every object that
-    lives through a big graph costs the garbage collector time).
+    It also holds its run and Future, to skip a cancelled task and to settle the Future
+    the moment the task ends. It is the only object ``submit`` keeps per task (P4: every
+    object that lives through a big graph costs the garbage collector time). For a
+    worker process it travels as bytes (see :func:`_execute_remote`), never itself.
     """
 
     __slots__ = ("args", "dep_keys", "deps", "fn", "future", "known", "kwargs", "run")
@@ -116,11 +130,9 @@ class _Call:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        deps: tuple[Future[Any], ...] = (),
-        run: Run | None = None,
-        future: Future[Any] | None = None,
-        dep_keys: tuple[str, ...] = (),
-        known: dict[str, Any] | None = None,
+        deps: tuple[Future[Any], ...],
+        run: Run,
+        future: Future[Any],
     ) -> None:
         self.fn = fn
         self.args = args
@@ -128,33 +140,27 @@ class _Call:
         self.deps = deps
         self.run = run
         self.future = future
-        self.dep_keys = dep_keys
-        self.known = _NOTHING_KNOWN if known is None else known
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _Call,
-            (self.fn, self.args, self.kwargs, (), None, None, self.dep_keys, self.known),
-        )
+        self.dep_keys: tuple[str, ...] = ()
+        self.known = _NOTHING_KNOWN
 
 
 _REMOTE_CONTEXT = TaskContext(None)
 
 
 def _execute(call: _Call, *dep_results: Any) -> Any:
-    """Run one task where dask's scheduler placed it (a thread, a process, or inline).
+    """Run one task in this process (a pool thread, or the driver thread).
 
     Returns the value, or a :class:`_Failure` or ``_SKIPPED`` marker that its dependents
-    pass on. In the driver's process the Future is settled here, not by a dask callback:
-    that is one call less per task (P4), and the caller sees each result as it comes.
+    pass on. The Future is settled here, not by a dask callback: that is one call less
+    per task (P4), and the caller sees each result as it comes. Any exception, a
+    ``SystemExit`` or ``KeyboardInterrupt`` included, ends this task alone: it is never
+    raised into dask's scheduler, which would fail every task of the graph.
     """
     values = call.known
     if dep_results:
         values = {**values, **dict(zip(call.dep_keys, dep_results, strict=True))}
     failed = _failed_input(values) if values else None
     run, future = call.run, call.future
-    if run is None or future is None:  # in a worker process
-        return failed if failed is not None else _run_remote(call, values)
     if failed is not None:
         result = failed
     elif run.cancelled.is_set() or future._state is not PENDING:
@@ -170,9 +176,9 @@ def _execute(call: _Call, *dep_results: Any) -> Any:
             kwargs = resolve_refs(kwargs, values)
         try:
             result = call.fn(*args, **kwargs)
-        except Exception as exc:
+        except BaseException as exc:
             result = _Failure(exc)
-    run.backend.deliver(future._key, result)
+    run.backend.deliver(call, result)
     return result
 
 
@@ -184,28 +190,70 @@ def _failed_input(values: dict[str, Any]) -> Any:
     return None
 
 
-def _run_remote(call: _Call, values: dict[str, Any]) -> Any:
-    """Run ``call`` in a worker process; an error comes back with its traceback as text."""
-    args, kwargs = call.args, call.kwargs
-    if values:
-        args = resolve_refs(args, values)
-        kwargs = resolve_refs(kwargs, values)
-    token = current_task.set(_REMOTE_CONTEXT)
+def _execute_remote(payload: bytes, *dep_results: bytes) -> bytes:
+    """Run one task in a worker process, from its call pickled on its own by the driver
+    (:func:`_remote_payload`); return its outcome pickled on its own, a
+    :class:`_Failure` when it raised or its value does not pickle. So a call or a result
+    that does not pickle fails its own task, not the chunk dask sends with it."""
+    key = "?"
     try:
-        return call.fn(*args, **kwargs)
+        key, fn, args, kwargs, dep_keys, known = loads(payload)
+        values = known
+        if dep_results:
+            loaded = [loads(result) for result in dep_results]
+            values = {**known, **dict(zip(dep_keys, loaded, strict=True))}
+        failed = _failed_input(values) if values else None
+        if failed is not None:
+            return dumps(failed)
+        if values:
+            args = resolve_refs(args, values)
+            kwargs = resolve_refs(kwargs, values)
+        token = current_task.set(_REMOTE_CONTEXT)
+        try:
+            value = fn(*args, **kwargs)
+        finally:
+            current_task.reset(token)
+    except BaseException as exc:
+        return _pickled_failure(exc)
+    try:
+        return dumps(value)
     except Exception as exc:
-        return _Failure(exc, "".join(traceback.format_exception(exc)))
-    finally:
-        current_task.reset(token)
+        return _pickled_failure(result_error(key, exc, value))
 
 
-def _node(key: str, call: _Call) -> Any:
-    """The graph node of ``call``: a dask ``Task`` where dask has them (2024.12 on), so
-    that dask has no tuple to convert and keep beside it: one long-lived object less per
-    task for the garbage collector to walk (P4); else the classic tuple."""
+def _pickled_failure(error: BaseException) -> bytes:
+    """``error`` as a pickled :class:`_Failure`: with its traceback, else with the
+    traceback as text, else (the error itself does not pickle) as a RuntimeError."""
+    try:
+        return dumps(_Failure(error))
+    except Exception:
+        pass
+    text = "".join(traceback.format_exception(error))
+    try:
+        return dumps(_Failure(error, text))
+    except Exception:
+        return dumps(_Failure(RuntimeError(f"{type(error).__qualname__}: {error}"), text))
+
+
+def _remote_payload(key: str, call: _Call) -> bytes:
+    """What :func:`_execute_remote` takes for ``call``.
+
+    :raises TypeError: naming the key and the value that does not pickle.
+    """
+    try:
+        return dumps((key, call.fn, call.args, call.kwargs, call.dep_keys, call.known))
+    except Exception as exc:
+        raise call_error(key, call.fn, call.args, call.kwargs, exc) from exc
+
+
+def _node(key: str, fn: Callable[..., Any], first: Any, dep_keys: tuple[str, ...]) -> Any:
+    """The graph node ``fn(first, *results of dep_keys)``: a dask ``Task`` where dask has
+    them (2024.12 on), so that dask has no tuple to convert and keep beside it: one
+    long-lived object less per task for the garbage collector to walk (P4); else the
+    classic tuple."""
     if _DaskTask is None:
-        return (_execute, call, *call.dep_keys)
-    return _DaskTask(key, _execute, call, *[_TaskRef(dep) for dep in call.dep_keys])
+        return (fn, first, *dep_keys)
+    return _DaskTask(key, fn, first, *[_TaskRef(dep) for dep in dep_keys])
 
 
 def _as_input(future: Future[Any]) -> Any:
@@ -228,6 +276,8 @@ class _Graphs:
         self.lock = threading.Lock()
         self.pending: list[_Call] = []  # recorded, not yet handed to the driver
         self.live: dict[str, _Call] = {}  # every task whose Future has not ended
+        # Results held back while the executor's dask config is set (driver-owned).
+        self.held: list[tuple[_Call, Any]] | None = None
         self.batches: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.pool: concurrent.futures.Executor | None = None
         if self.scheduler == "threads":
@@ -248,8 +298,7 @@ class _Graphs:
         with self.lock:
             if self.run.closing or self.run.cancelled.is_set():
                 raise RuntimeError(f"{self.run.executor.executor_id} is not taking new work")
-            if self.live.setdefault(key, call) is not call:
-                raise ValueError(f"key {key!r} is already used by a pending task of this run")
+            self.live[key] = call  # unique: Run.claim_key checked a key given by the caller
             self.pending.append(call)
 
     def flush(self) -> None:
@@ -268,10 +317,12 @@ class _Graphs:
         run = self.run
         if run.cancelled.is_set():
             return
+        remote = self.scheduler == "processes"
         graph: dict[str, Any] = {}
+        calls: dict[str, _Call] = {}
         for call in batch:
             future = call.future
-            assert future is not None
+            key = future._key
             if future._state is not PENDING:  # cancelled since it was recorded
                 continue
             if call.deps:
@@ -282,67 +333,112 @@ class _Graphs:
                 call.args = to_refs(call.args)
                 call.kwargs = to_refs(call.kwargs)
                 call.deps = ()
-            graph[future._key] = _node(future._key, call)
+            if not remote:
+                graph[key] = _node(key, _execute, call, call.dep_keys)
+            else:
+                try:
+                    payload = _remote_payload(key, call)
+                except TypeError as exc:  # this task alone: its dependents learn it as known
+                    self.fail(call, exc)
+                    continue
+                graph[key] = _node(key, _execute_remote, payload, call.dep_keys)
+            calls[key] = call
         if not graph:
             return
         keys = list(graph)
         workers = 1 if self.scheduler == "synchronous" else self.num_workers
         chunksize = _chunksize(len(graph), workers)
         try:
-            with (
-                dask.config.set(self.dask_config) if self.dask_config else contextlib.nullcontext()
-            ):
-                if self.scheduler == "threads":
-                    dask.threaded.get(graph, keys, pool=self.pool, chunksize=chunksize)
-                elif self.scheduler == "processes":
-                    dask.multiprocessing.get(
-                        graph,
-                        keys,
-                        pool=self.pool,
-                        chunksize=chunksize,
-                        optimize_graph=False,
-                        # A worker process's result is settled in the driver, as it comes.
-                        callbacks=[Callback(posttask=self._posttask)._callback],  # type: ignore[no-untyped-call]
-                    )
-                else:
-                    dask.local.get_sync(graph, keys, chunksize=chunksize)
-        except BaseException as exc:  # the pool broke or was stopped, or a result did not pickle
-            for key in keys:
-                self.fail(key, exc)
-        for key in keys:  # nothing of this graph stays pending
-            self.fail(key, RuntimeError(f"task {key!r} was not computed"))
+            if self.dask_config:
+                self.held = []
+                try:
+                    with dask.config.set(self.dask_config):
+                        self._get(graph, keys, chunksize, calls)
+                finally:
+                    # Settled once the config is unset again: ``dask.config.set`` changes
+                    # the whole process's config, and a caller woken by a result would
+                    # otherwise still see it.
+                    held, self.held = self.held, None
+                    for call, result in held:
+                        self._settle(call, result)
+            else:
+                self._get(graph, keys, chunksize, calls)
+        except BaseException as exc:  # the pool broke or was stopped
+            for call in calls.values():
+                self.fail(call, exc)
+        for key, call in calls.items():  # nothing of this graph stays pending
+            self.fail(call, RuntimeError(f"task {key!r} was not computed"))
 
-    def _posttask(self, key: str, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        self.deliver(key, result)
+    def _get(
+        self, graph: dict[str, Any], keys: list[str], chunksize: int, calls: dict[str, _Call]
+    ) -> None:
+        """Compute ``graph`` (the tasks ``calls``) with dask's local scheduler."""
+        if self.scheduler == "threads":
+            dask.threaded.get(graph, keys, pool=self.pool, chunksize=chunksize)
+        elif self.scheduler == "processes":
 
-    def deliver(self, key: str, result: Any) -> None:
-        """Settle the Future of ``key`` with what :func:`_execute` returned."""
-        call = self.live.pop(key, None)  # atomic: no lock on this path, once per task
-        if call is None:
+            def posttask(key: str, result: Any, *_: Any) -> None:
+                # A worker process's outcome is settled in the driver, as it comes.
+                try:
+                    outcome = loads(result)
+                except Exception as exc:  # it pickled in the worker but does not load here
+                    outcome = _Failure(result_error(key, exc))
+                self.deliver(calls[key], outcome)
+
+            dask.multiprocessing.get(
+                graph,
+                keys,
+                pool=self.pool,
+                chunksize=chunksize,
+                optimize_graph=False,
+                callbacks=[Callback(posttask=posttask)._callback],  # type: ignore[no-untyped-call]
+            )
+        else:
+            dask.local.get_sync(graph, keys, chunksize=chunksize)
+
+    def deliver(self, call: _Call, result: Any) -> None:
+        """``call`` ended with what :func:`_execute` returned: settle its Future (later,
+        while the executor's dask config is set: see :meth:`compute`)."""
+        held = self.held
+        if held is not None:
+            held.append((call, result))
+        else:
+            self._settle(call, result)
+
+    def _take(self, call: _Call) -> bool:
+        """Take ``call`` out of the live tasks; False if it is not there (it ended, or
+        was cancelled: a later task may have its key by now)."""
+        key = call.future._key
+        with self.lock:
+            if self.live.get(key) is not call:
+                return False
+            del self.live[key]
+            return True
+
+    def _settle(self, call: _Call, result: Any) -> None:
+        if not self._take(call):
             return
         run, future = self.run, call.future
-        assert future is not None
         if result is _SKIPPED:
             run.cancel_pending(future, by_run=run.cancelled.is_set())
         elif isinstance(result, _Failure):
             error = result.error
             if isinstance(error, CancelledError):
-                run.settle(future, CANCELLED, CancelledError(key, error.reason))
+                run.settle(future, CANCELLED, CancelledError(future._key, error.reason))
             else:
-                if result.remote_traceback is not None:
-                    error.__cause__ = _RemoteTraceback(result.remote_traceback)
+                if result.traceback_text is not None:
+                    error.__cause__ = _RemoteTraceback(result.traceback_text)
                 run.settle(future, ERROR, error)
         else:
             run.settle(future, FINISHED, result)
 
-    def fail(self, key: str, error: BaseException) -> None:
-        with self.lock:
-            call = self.live.pop(key, None)
-        if call is not None and call.future is not None:
-            if self.run.cancelled.is_set():
-                self.run.cancel_pending(call.future, by_run=True)
-            else:
-                self.run.settle(call.future, ERROR, error)
+    def fail(self, call: _Call, error: BaseException) -> None:
+        if not self._take(call):
+            return
+        if self.run.cancelled.is_set():
+            self.run.cancel_pending(call.future, by_run=True)
+        else:
+            self.run.settle(call.future, ERROR, error)
 
     def cancel_all(self) -> None:
         with self.lock:
@@ -354,8 +450,7 @@ class _Graphs:
         elif self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         for call in calls:
-            if call.future is not None:
-                self.run.cancel_pending(call.future, by_run=True)
+            self.run.cancel_pending(call.future, by_run=True)
 
     def cancel_one(self, future: Future[Any]) -> bool:
         with self.lock:  # a recorded one stays in `pending`: compute() skips it

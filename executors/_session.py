@@ -24,6 +24,22 @@ CLIENT_TIMEOUT = 5.0
 CLOSE_LOST_TIMEOUT = 1.0
 
 
+def _takes(factory: Any, name: str) -> bool:
+    """Whether calling ``factory`` accepts the keyword argument ``name``: exactly
+    ``LocalCluster`` does; a subclass only if its signature says so (a narrower
+    ``__init__`` of a test double or wrapper class does not)."""
+    if factory is distributed.LocalCluster:
+        return True
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: do not guess
+        return False
+    return any(
+        parameter.name == name or parameter.kind is inspect.Parameter.VAR_KEYWORD
+        for parameter in parameters
+    )
+
+
 def is_local_cluster_class(factory: Any) -> bool:
     """Whether a temporary cluster made by ``factory`` is a ``distributed.LocalCluster``
     (whose options, workers and logs this package knows), not code of the user's own."""
@@ -120,9 +136,9 @@ class Session:
         factory = self._cluster_factory or distributed.LocalCluster
         kwargs = dict(self._cluster_kwargs)
         if is_local_cluster_class(factory):
-            if not self._debug:
+            if not self._debug and _takes(factory, "silence_logs"):
                 kwargs.setdefault("silence_logs", logging.CRITICAL)
-            if "security" in self._client_kwargs:
+            if "security" in self._client_kwargs and _takes(factory, "security"):
                 kwargs.setdefault("security", self._client_kwargs["security"])
         cluster = factory(asynchronous=True, **kwargs)
         if inspect.iscoroutine(cluster):
@@ -131,7 +147,9 @@ class Session:
             cluster = await cluster
         try:
             if self._adapt_kwargs is not None:
-                cluster.adapt(**self._adapt_kwargs)
+                adapting = cluster.adapt(**self._adapt_kwargs)
+                if inspect.isawaitable(adapting):  # dask-kubernetes' operator KubeCluster
+                    await adapting
         except BaseException:
             await _close(cluster)
             raise

@@ -16,6 +16,11 @@ EXTRA_CONTEXT_KEYS = frozenset(
     {"task_name", "task_full_name", "map_index", "tags", "key", "retries", "priority"}
 )
 RESOURCE_TAG_PREFIX = "dask-resource:"
+# What the scheduler can take (SPEC §13): a retry count it can store, a priority that fits
+# the 32-bit signed integer its messages carry. Larger values pass Python and break the
+# scheduler's encoding, which takes every worker's connection down with them.
+MAX_RETRIES = 1000
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 
 
 class TaskOptions:
@@ -94,21 +99,24 @@ def new_key(name: str) -> str:
     return f"{name}-{_key_bits(128):032x}"
 
 
-def _int_option(extra_context: Mapping[str, Any], name: str, minimum: int | None) -> int | None:
+def _int_option(
+    extra_context: Mapping[str, Any], name: str, minimum: int, maximum: int | None = None
+) -> int | None:
     value = extra_context.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"extra_context[{name!r}] must be an int, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"extra_context[{name!r}] must be >= {minimum}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        valid = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"extra_context[{name!r}] must be an int {valid}, got {value!r}")
     return value
 
 
 def _str_option(extra_context: Mapping[str, Any], name: str) -> str | None:
     value = extra_context.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"extra_context[{name!r}] must be a str, got {value!r}")
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"extra_context[{name!r}] must be a non-empty str, got {value!r}")
     return value
 
 
@@ -149,10 +157,12 @@ def task_options(
 
     :raises ValueError: for unknown keys or a malformed value, naming it.
     """
-    if not extra_context:
+    if extra_context is None:
         return new_key(function_name(fn)), NO_OPTIONS
     if not isinstance(extra_context, Mapping):
-        raise ValueError(f"extra_context must be a mapping, got {extra_context!r}")
+        raise ValueError(f"extra_context must be a mapping or None, got {extra_context!r}")
+    if not extra_context:
+        return new_key(function_name(fn)), NO_OPTIONS
     unknown = set(extra_context) - EXTRA_CONTEXT_KEYS
     if unknown:
         raise ValueError(
@@ -163,8 +173,8 @@ def task_options(
     full_name = _str_option(extra_context, "task_full_name")
     key = _str_option(extra_context, "key")
     map_index = _int_option(extra_context, "map_index", 0)
-    retries = _int_option(extra_context, "retries", 0)
-    priority = _int_option(extra_context, "priority", None)
+    retries = _int_option(extra_context, "retries", 0, MAX_RETRIES)
+    priority = _int_option(extra_context, "priority", *PRIORITY_RANGE)
     tags = _tags(extra_context.get("tags"))
     resources: dict[str, float] | None = None
     for tag in tags:

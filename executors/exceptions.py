@@ -17,6 +17,7 @@ own exception is re-raised as the task raised it.
 from __future__ import annotations
 
 import concurrent.futures
+from typing import Any
 
 __all__ = ["CancelledError", "ConnectError"]
 
@@ -43,16 +44,31 @@ class ConnectError(ConnectionError):
     :param address: the scheduler address.
     :param attempts: how many connection attempts were made.
     :param last_error: the error of the last attempt.
+    :param seconds: how long it was tried, when that is not the whole story of the
+        attempts (a reconnect after a lost scheduler).
+    :param tried: what was tried, in words, when more than new connection attempts.
     """
 
-    def __init__(self, address: str, attempts: int, last_error: BaseException | None) -> None:
+    def __init__(
+        self,
+        address: str,
+        attempts: int,
+        last_error: BaseException | None,
+        seconds: float | None = None,
+        tried: str | None = None,
+    ) -> None:
         detail = f"{type(last_error).__name__}: {last_error}" if last_error else "no attempt"
-        super().__init__(
-            f"could not connect to {address} after {attempts} attempt(s); last error: {detail}"
-        )
+        within = f" within {seconds:.1f} s" if seconds is not None else ""
+        how = f" ({tried})" if tried else f" after {attempts} attempt(s)"
+        super().__init__(f"could not connect to {address}{within}{how}; last error: {detail}")
         self.address = address
         self.attempts = attempts
         self.last_error = last_error
+        self.seconds = seconds
+        self.tried = tried
 
-    def __reduce__(self) -> tuple[type[ConnectError], tuple[str, int, BaseException | None]]:
-        return (type(self), (self.address, self.attempts, self.last_error))
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.address, self.attempts, self.last_error, self.seconds, self.tried),
+        )

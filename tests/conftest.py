@@ -70,19 +70,38 @@ KINDS = [
 ]
 
 
+def _bound(given: Kind, request: pytest.FixtureRequest) -> Kind:
+    """``given``, with the address kind bound to the shared scheduler."""
+    if given.id != "distributed-address":
+        return given
+    address = request.getfixturevalue("scheduler_address")
+    return Kind(
+        given.id,
+        lambda: DaskExecutor(address=address),
+        given.inline,
+        given.cooperative,
+        given.dashboard,
+    )
+
+
 @pytest.fixture(params=KINDS, ids=[kind.id for kind in KINDS])
 def kind(request: pytest.FixtureRequest) -> Kind:
-    given: Kind = request.param
-    if given.id == "distributed-address":
-        address = request.getfixturevalue("scheduler_address")
-        return Kind(
-            given.id,
-            lambda: DaskExecutor(address=address),
-            given.inline,
-            given.cooperative,
-            given.dashboard,
-        )
-    return given
+    return _bound(request.param, request)
+
+
+@pytest.fixture(scope="class", params=KINDS, ids=[kind.id for kind in KINDS])
+def shared_ex(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    """A started executor of each kind, shared by the tests of a class: for tests that
+    leave it as they found it (no cancel, no stop), so that each kind starts once."""
+    with _bound(request.param, request)() as executor:
+        SHARED_THREADS.add(f"{id(executor):x}")
+        # Warm: the threads of a temporary cluster's workers start with their first task,
+        # and their names do not say whose they are.
+        executor.wait([executor.submit(time.sleep, 0.1) for _ in range(4)], timeout=60)
+        try:
+            yield executor
+        finally:
+            SHARED_THREADS.discard(f"{id(executor):x}")
 
 
 def free_port() -> int:
@@ -235,6 +254,9 @@ def _helper_pids() -> set[int]:
 
 # Processes of session-scoped fixtures: they outlive single tests on purpose.
 SESSION_PIDS: set[int] = set()
+# The id (hex, as in their thread names) of executors shared by several tests, whose
+# threads outlive single tests on purpose (a pool starts its threads as work comes).
+SHARED_THREADS: set[str] = set()
 
 
 def _session_pids() -> set[int]:
@@ -267,6 +289,7 @@ def no_leaks() -> Iterator[None]:
             if t not in threads_before
             and t.is_alive()
             and not t.name.startswith(PROCESS_WIDE_THREADS)
+            and not any(shared in t.name for shared in SHARED_THREADS)
         ]
         children = _children() - children_before
         if not threads and not children:

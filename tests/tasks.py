@@ -24,6 +24,26 @@ def fail(message: str = "boom") -> None:
     raise ZeroDivisionError(message)
 
 
+def raise_this(error: BaseException) -> None:
+    raise error
+
+
+def make_lock() -> Any:
+    """A result that does not pickle."""
+    import threading
+
+    return threading.Lock()
+
+
+class TaskError(Exception):
+    """An exception class of the tests' own: tblib's pickling support, which distributed
+    installs for the classes that exist when it is imported, was not installed for it."""
+
+
+def fail_with_own_error(message: str) -> None:
+    raise TaskError(message)
+
+
 def touch(path: str, value: object = None) -> object:
     pathlib.Path(path).write_text(str(os.getpid()))
     return value

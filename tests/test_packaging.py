@@ -13,7 +13,7 @@ import pytest
 import executors
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-RUNTIME = ("dask", "distributed", "blinker", "tenacity", "structlog")
+RUNTIME = ("dask", "distributed", "blinker", "tenacity", "structlog", "cloudpickle")
 
 
 def _floors() -> dict[str, str]:
