@@ -64,6 +64,8 @@ _STOP = object()
 MAX_CHUNKSIZE = 32
 # Seconds a terminated worker process gets to end before it is killed.
 TERMINATE_TIMEOUT = 5.0
+# Seconds the worker processes get to start (each imports dask and distributed: ~1 s).
+POOL_START_TIMEOUT = 60.0
 
 
 _NOTHING_KNOWN: dict[str, Any] = {}  # shared, never written to
@@ -504,7 +506,15 @@ def _started_process_pool(workers: int) -> concurrent.futures.ProcessPoolExecuto
     )
     try:
         # One call per worker: the pool spawns a process for each call that finds none idle.
-        for ready in [pool.submit(_worker_ready) for _ in range(workers)]:
+        done, not_done = concurrent.futures.wait(
+            [pool.submit(_worker_ready) for _ in range(workers)], timeout=POOL_START_TIMEOUT
+        )
+        if not_done:
+            raise RuntimeError(
+                f"the worker processes of LocalDaskExecutor('processes') did not start within "
+                f"{POOL_START_TIMEOUT} s"
+            )
+        for ready in done:
             ready.result()
     except BaseException:
         _terminate(pool)

@@ -54,6 +54,11 @@ def sleep_then(seconds: float, value: object = None) -> object:
     return value
 
 
+def sleep_then_touch(seconds: float, path: str) -> None:
+    time.sleep(seconds)
+    pathlib.Path(path).write_text(str(os.getpid()))
+
+
 def write_pid_and_sleep(path: str, seconds: float) -> int:
     pathlib.Path(path).write_text(str(os.getpid()))
     time.sleep(seconds)
@@ -144,3 +149,24 @@ def cancel_then_touch(executor: Any, directory: str, token: str, n: int, limit: 
         for i in range(n)
     ]
     executor.wait(touches)
+
+
+def submit_when_told(executor: Any, directory: str, limit: float) -> None:
+    """Inside a task: read ``should_run()`` (so the worker has a fresh answer), say so,
+    wait for the driver's ``go`` file, then submit a subtask that touches ``sub`` and
+    wait for it; write how that ended to ``done``."""
+    from executors import should_run
+
+    folder = pathlib.Path(directory)
+    should_run()
+    (folder / "started").write_text("")
+    deadline = time.monotonic() + limit
+    while not (folder / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    sub = executor.submit(touch, str(folder / "sub"))
+    try:
+        executor.wait(sub)
+        outcome = "finished"
+    except Exception as exc:
+        outcome = type(exc).__name__
+    (folder / "done").write_text(outcome)

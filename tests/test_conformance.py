@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import gc
 import io
 import logging
 import pathlib
@@ -91,6 +92,14 @@ class TestLifecycle:
         with kind() as executor:
             futures = [executor.submit(tasks.inc, i) for i in range(5)]
         assert [f.result(timeout=0) for f in futures] == [1, 2, 3, 4, 5]
+
+    def test_fire_and_forget_runs_every_task(self, kind: Kind, tmp_path: pathlib.Path) -> None:
+        # The caller keeps no Future: dropping one is never a cancel (SPEC §3.3).
+        with kind() as executor:
+            for i in range(100):
+                executor.submit(tasks.sleep_then_touch, 0.001 * (i % 10), str(tmp_path / str(i)))
+            gc.collect()
+        assert sorted(int(path.name) for path in tmp_path.iterdir()) == list(range(100))
 
     def test_exception_in_block_cancels_run_and_propagates(self, kind: Kind) -> None:
         executor = kind()
@@ -246,8 +255,15 @@ class TestMapAndWait:
         if kind.inline:
             assert ex.wait(future, timeout=0) == "late"  # already ran inside submit
             return
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match=r"not done within 0\.05 s"):
             ex.wait([future], timeout=0.05)
+        # The message names the timeout given, not what was left of it.
+        with pytest.raises(TimeoutError, match=r"no result within 0\.06 s"):
+            future.result(timeout=0.06)
+        with pytest.raises(TimeoutError, match=r"not done within 0\.07 s"):
+            future.exception(timeout=0.07)
+        with pytest.raises(TimeoutError, match=r"within the timeout of 0\.08 s"):
+            next(ex.map(tasks.sleep_then, [0.5], timeout=0.08))
         assert ex.wait([future], timeout=30) == ["late"]
 
     def test_result_can_be_read_again(self, ex: Executor) -> None:

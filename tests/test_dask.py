@@ -11,6 +11,7 @@ import pathlib
 import pickle
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +75,25 @@ class TestWhereItRuns:
         made = clusters.MADE[-1]
         assert made["made_by"] == "factory" and made["asynchronous"] is True
         assert "silence_logs" not in made  # only a LocalCluster class is known to take it
+
+    def test_a_cluster_class_with_a_narrower_init_gets_only_what_it_takes(self) -> None:
+        executor = DaskExecutor(
+            cluster_class=clusters.NarrowCluster, cluster_kwargs={"n_workers": 1}
+        )
+        with executor:
+            assert executor.submit(tasks.inc, 1).result(timeout=30) == 2
+        assert clusters.MADE[-1] == {"made_by": "narrow", "n_workers": 1, "asynchronous": True}
+
+    def test_an_adapt_that_returns_a_coroutine_is_awaited(self) -> None:
+        executor = DaskExecutor(
+            cluster_class=clusters.AsyncAdaptCluster,
+            cluster_kwargs={**TEMPORARY_CLUSTER, "n_workers": 0},
+            adapt_kwargs={"minimum": 0, "maximum": 1},
+        )
+        with executor:
+            # With no worker, this only finishes because adaptive scaling added one.
+            assert executor.submit(tasks.inc, 4).result(timeout=60) == 5
+        assert clusters.ADAPTED[-1] == {"awaited": True, "minimum": 0, "maximum": 1}
 
     def test_adapt_kwargs_scale_a_cluster_from_zero_workers(self) -> None:
         executor = DaskExecutor(
@@ -166,6 +186,17 @@ class TestBadSettings:
             ({"address": "tls://127.0.0.1:8786"}, "security"),
             ({"connect_timeout": 0}, "connect_timeout"),
             ({"connect_timeout": True}, "connect_timeout"),
+            ({"connect_timeout": float("nan")}, "connect_timeout"),
+            ({"connect_timeout": float("inf")}, "connect_timeout"),
+            ({"connect_timeout": -1}, "connect_timeout"),
+            ({"address": "tcp://127.0.0.1:8786", "connect_timeout": float("nan")}, "nan"),
+            ({"address": "tcp://127.0.0.1:99999"}, "99999"),
+            ({"address": "tcp://127.0.0.1:0"}, "port 0"),
+            ({"client_kwargs": {"no_such_option": 1}}, "no_such_option"),
+            ({"client_kwargs": {"set_as_default": True}}, "set_as_default"),
+            ({"client_kwargs": {"timeout": 5}}, "connect_timeout"),
+            ({"client_kwargs": {"loop": None}}, "loop"),
+            ({"client_kwargs": {"address": "tcp://127.0.0.1:8786"}}, "address"),
         ],
     )
     def test_conflicting_or_invalid_settings(self, settings: dict[str, Any], named: str) -> None:
@@ -182,6 +213,12 @@ class TestBadSettings:
                 DaskExecutor(cluster=FakeCluster(), **extra)
         with pytest.raises(ValueError, match="scheduler_address"):
             DaskExecutor(cluster=object())
+
+    def test_a_bad_client_argument_is_refused_before_any_connection(self) -> None:
+        started = time.monotonic()
+        with pytest.raises(ValueError, match=r"distributed\.Client does not take"):
+            DaskExecutor(address="tcp://127.0.0.1:9", client_kwargs={"retries": 3})
+        assert time.monotonic() - started < 1.0  # no connect was tried, let alone retried
 
     def test_an_unreachable_address_fails_start_not_construction(self) -> None:
         executor = DaskExecutor(address="tcp://127.0.0.1:9", connect_timeout=1)
@@ -283,6 +320,17 @@ class TestTheCluster:
                 assert wait_until(lambda key=key: not _on_scheduler(scheduler_address, key))
             assert (done.result(), waited.result()) == (2, 3)  # the values stay here
 
+    def test_a_key_stays_taken_until_its_result_is_here(self, scheduler_address: str) -> None:
+        key = f"taken-{uuid.uuid4().hex}"
+        with DaskExecutor(address=scheduler_address) as executor:
+            first = executor.submit(tasks.inc, 1, extra_context={"key": key})
+            assert first.exception(timeout=30) is None  # finished; the result is still there
+            with pytest.raises(ValueError, match="already used"):
+                executor.submit(tasks.inc, 2, extra_context={"key": key})
+            assert first.result() == 2
+            again = executor.submit(tasks.inc, 2, extra_context={"key": key})
+            assert again.result(timeout=30) == 3
+
     def test_a_dropped_future_is_released_on_the_scheduler(self, scheduler_address: str) -> None:
         with DaskExecutor(address=scheduler_address) as executor:
             future = executor.submit(tasks.inc, 1)
@@ -292,6 +340,17 @@ class TestTheCluster:
             del future
             gc.collect()
             assert wait_until(lambda: not _on_scheduler(scheduler_address, key))
+
+    def test_a_result_that_does_not_pickle_never_breaks_the_stop(self) -> None:
+        with DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER) as executor:
+            bad = executor.submit(tasks.make_lock)
+            good = executor.submit(tasks.inc, 1)
+            assert bad.exception(timeout=30) is None  # finished; its result not fetched
+            assert good.exception(timeout=30) is None
+        # The stop brought the leftovers here: the one that cannot come is an error.
+        assert good.result(timeout=0) == 2
+        with pytest.raises(TypeError, match=bad.key):
+            bad.result(timeout=0)
 
     def test_the_performance_report(self, tmp_path: pathlib.Path) -> None:
         path = tmp_path / "report.html"

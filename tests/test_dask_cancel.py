@@ -78,6 +78,21 @@ class TestCancel:
         time.sleep(0.5)  # room for a queued task that wrongly started to write its file
         assert not list(tmp_path.glob("touched-*"))
 
+    def test_a_task_not_started_when_cancel_returns_never_starts(
+        self, tmp_path: pathlib.Path
+    ) -> None:
+        # The task's worker read the run's flag a moment ago, so its cached answer is
+        # fresh; the subtask is submitted after cancel() returned, from inside the task
+        # (Dask's cancel of the run's futures cannot reach a subtask).
+        with DaskExecutor(cluster_kwargs=ONE_THREAD) as executor:
+            executor.submit(tasks.submit_when_told, executor, str(tmp_path), 30.0)
+            assert wait_until(lambda: (tmp_path / "started").exists(), 30)
+            executor.cancel("now")
+            (tmp_path / "go").write_text("")
+            assert wait_until(lambda: (tmp_path / "done").exists(), 30)
+            assert (tmp_path / "done").read_text() == "CancelledError"
+        assert not (tmp_path / "sub").exists()
+
     def test_subtasks_of_a_cancelled_run_do_not_start_and_are_reported(
         self, one_thread_scheduler: str, tmp_path: pathlib.Path
     ) -> None:

@@ -58,6 +58,14 @@ class TestSettings:
             assert future.result(timeout=30) == 7
         assert dask.config.get("executors_test.value", None) is None
 
+    def test_the_dask_config_is_gone_when_wait_returns(self) -> None:
+        with LocalDaskExecutor("threads", num_workers=2, executors_test__flag="on") as ex:
+            fast = ex.submit(dask.config.get, "executors_test.flag", None)
+            slow = ex.submit(tasks.sleep_then, 0.5, "slow")  # computing when fast ends
+            assert ex.wait(fast, timeout=30) == "on"
+            assert dask.config.get("executors_test.flag", None) is None
+            assert slow.result(timeout=30) == "slow"
+
 
 class TestLaziness:
     def test_submit_records_and_wait_computes(self) -> None:

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import os
 import pathlib
 import signal
 import threading
 import time
 from typing import Any
 
+import distributed
 import pytest
 import tasks
 from conftest import (
@@ -51,6 +54,19 @@ class Signals:
 
     def __exit__(self, *exc_info: object) -> None:
         self.disconnect()
+
+
+def _gathering(dask_scheduler: Any) -> bool:
+    """Whether the scheduler is handling a gather (run on the scheduler)."""
+    return "gather" in dask_scheduler._comms.values()
+
+
+def _cut_gathers(dask_scheduler: Any) -> int:
+    """Cut the connections of the gathers in progress (run on the scheduler)."""
+    cut = [comm for comm, op in list(dask_scheduler._comms.items()) if op == "gather"]
+    for comm in cut:
+        comm.abort()
+    return len(cut)
 
 
 def _kill(processes: DaskProcesses, which: list[Any]) -> None:
@@ -140,6 +156,46 @@ class TestLosingTheScheduler:
         if down_for:
             assert recorded.retrying.calls  # the executor's own attempts
 
+    def test_a_gather_cut_by_a_killed_scheduler_reconnects_and_delivers(
+        self, dask_processes: DaskProcesses
+    ) -> None:
+        port, processes, executor = _served(dask_processes, workers=1, connect_timeout=40)
+        with Signals(executor) as recorded, executor:
+            future = executor.submit(tasks.inc, 1)
+            assert future.exception(timeout=30) is None  # finished; its result is there
+            os.kill(processes[0].pid, signal.SIGSTOP)  # the gather waits on it, in flight
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fetch") as pool:
+                result = pool.submit(future.result, 90)
+                time.sleep(0.5)
+                _kill(dask_processes, processes)  # cuts the gather: a CommClosedError
+                _cluster(dask_processes, port, workers=1)
+                assert result.result(timeout=120) == 2
+        assert len(recorded.lost.calls) == 1 and len(recorded.back.calls) == 1
+
+    def test_a_comm_error_of_a_gather_is_never_the_callers(
+        self, dask_processes: DaskProcesses
+    ) -> None:
+        # The scheduler stays: only the gather's own connection is cut, while the
+        # scheduler waits for the stopped worker that holds the result.
+        _, (_, worker), executor = _served(dask_processes, workers=1, connect_timeout=40)
+        address = executor._settings()["address"]
+        with (
+            executor,
+            distributed.Client(address, set_as_default=False, timeout=30) as other,
+        ):
+            future = executor.submit(tasks.inc, 1)
+            assert future.exception(timeout=30) is None
+            os.kill(worker.pid, signal.SIGSTOP)
+            try:
+                with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fetch") as pool:
+                    result = pool.submit(future.result, 90)
+                    assert wait_until(lambda: other.run_on_scheduler(_gathering), 30)
+                    assert other.run_on_scheduler(_cut_gathers) >= 1
+                    os.kill(worker.pid, signal.SIGCONT)
+                    assert result.result(timeout=60) == 2
+            finally:
+                os.kill(worker.pid, signal.SIGCONT)
+
     def test_a_scheduler_gone_for_good_fails_the_pending_futures(
         self, dask_processes: DaskProcesses
     ) -> None:
@@ -156,6 +212,12 @@ class TestLosingTheScheduler:
                 assert time.monotonic() - killed < 5 + 15
         for future in futures:
             assert isinstance(future.exception(timeout=0), ConnectError)
+        error = futures[0].exception(timeout=0)
+        assert isinstance(error, ConnectError) and error.seconds is not None
+        # What was tried, and for how long: distributed's own reconnect spent most of it.
+        assert 4.0 <= error.seconds < 15.0
+        assert f"within {error.seconds:.1f} s" in str(error)
+        assert "distributed's client tried to reconnect on its own" in str(error)
         with pytest.raises(ConnectError):  # lost with the scheduler
             finished.result(timeout=0)
         assert len(recorded.lost.calls) == 1 and recorded.back.calls == []

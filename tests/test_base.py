@@ -1,0 +1,88 @@
+"""The lifecycle every executor shares (``_base.py``): what happens at interpreter exit.
+
+Each test runs a script in a fresh interpreter, as a user's script ends (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+TESTS = str(pathlib.Path(__file__).resolve().parent)
+
+EXECUTORS = {
+    "threads": 'LocalDaskExecutor("threads", num_workers=2)',
+    "processes": 'LocalDaskExecutor("processes", num_workers=1)',
+    "dask": (
+        "DaskExecutor(cluster_kwargs={'n_workers': 1, 'threads_per_worker': 1, "
+        "'processes': False, 'host': 'tcp://127.0.0.1', 'dashboard_address': '127.0.0.1:0'})"
+    ),
+}
+
+
+def _script(executor: str, body: str) -> str:
+    return textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {TESTS!r})
+        import tasks
+        from executors import DaskExecutor, LocalDaskExecutor
+
+        if __name__ == "__main__":
+            ex = {executor}
+            ex.__enter__()
+        """
+    ) + textwrap.indent(textwrap.dedent(body), "    ")
+
+
+def _start(script: str, directory: pathlib.Path) -> subprocess.Popen[str]:
+    path = directory / "script.py"
+    path.write_text(script)
+    return subprocess.Popen(
+        [sys.executable, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=directory,
+    )
+
+
+@pytest.mark.parametrize("executor", sorted(EXECUTORS))
+@pytest.mark.parametrize("ending", ["shutdown(wait=False)", "left open"])
+def test_work_submitted_before_the_script_ends_is_done(
+    executor: str, ending: str, tmp_path: pathlib.Path
+) -> None:
+    done = tmp_path / "done"
+    body = f"ex.submit(tasks.sleep_then_touch, 0.3, {str(done)!r})\n"
+    if ending != "left open":
+        body += f"ex.{ending}\n"
+    process = _start(_script(EXECUTORS[executor], body), tmp_path)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert done.exists()
+    assert "Traceback" not in stderr and "never awaited" not in stderr, stderr
+
+
+def test_ctrl_c_while_the_exit_waits_cancels_the_work(tmp_path: pathlib.Path) -> None:
+    done = tmp_path / "done"
+    body = f"""
+        ex.submit(tasks.sleep_then_touch, 60, {str(done)!r})
+        print("submitted", flush=True)
+    """
+    process = _start(_script(EXECUTORS["processes"], body), tmp_path)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "submitted"
+    time.sleep(0.5)  # the script has ended; the exit hook waits for the task
+    assert process.poll() is None
+    interrupted = time.monotonic()
+    os.kill(process.pid, signal.SIGINT)
+    process.communicate(timeout=30)
+    assert time.monotonic() - interrupted < 10
+    assert not done.exists()
