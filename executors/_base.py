@@ -112,7 +112,7 @@ class Run:
         key = future._key
         with self.lock:
             holder = self.explicit_keys.get(key)
-            if holder is not None and (holder._state is PENDING or holder._value is NOT_FETCHED):
+            if holder is not None and (holder._status is PENDING or holder._value is NOT_FETCHED):
                 raise ValueError(
                     f"extra_context['key'] {key!r} is already used by a live task of this "
                     "run; give each task its own key (or none: a unique one is made)"
@@ -123,6 +123,9 @@ class Run:
 
     def prepare(self, futures: Iterable[Future[Any]]) -> None:
         self.executor._prepare(self, futures)
+
+    def want(self, futures: Iterable[Future[Any]]) -> None:
+        self.executor._want(self, futures)
 
     def cancel_future(self, future: Future[Any]) -> bool:
         return self.executor._cancel_future(self, future)
@@ -157,9 +160,9 @@ class Run:
     def settle_from_deps(self, future: Future[Any], deps: Iterable[Future[Any]]) -> bool:
         """End ``future`` as its first failed dependency ended; False if none failed."""
         for dep in deps:
-            if dep._state is ERROR:
+            if dep._status is ERROR:
                 return self.settle(future, ERROR, dep._value)
-            if dep._state is CANCELLED:
+            if dep._status is CANCELLED:
                 return self.settle(
                     future,
                     CANCELLED,
@@ -388,7 +391,7 @@ class Executor(abc.ABC):
         if kwargs:
             find_futures(kwargs, found)
         for dep in found:
-            if dep._owner is not run and (dep._state is PENDING or dep._value is NOT_FETCHED):
+            if dep._owner is not run and (dep._status is PENDING or dep._value is NOT_FETCHED):
                 raise ValueError(
                     f"{dep!r} belongs to another executor or run and its result is not here; "
                     "pass Futures of this run, or call its result() first"
@@ -437,7 +440,7 @@ class Executor(abc.ABC):
             while futures:
                 future = futures[-1]
                 try:
-                    if future._state is PENDING or future._value is NOT_FETCHED:
+                    if future._status is PENDING or future._value is NOT_FETCHED:
                         future._bring(_remaining(deadline))
                 except TimeoutError:
                     raise TimeoutError(
@@ -481,7 +484,7 @@ class Executor(abc.ABC):
     ) -> Any:
         pending = []
         for future in found:
-            state = future._state
+            state = future._status
             if state is PENDING:
                 pending.append(future)
             elif state is not FINISHED:
@@ -492,7 +495,7 @@ class Executor(abc.ABC):
             if waiter.failed is not None:
                 raise waiter.failed._value
             if not waiter.event.is_set():
-                still = sum(1 for future in pending if future._state is PENDING)
+                still = sum(1 for future in pending if future._status is PENDING)
                 raise TimeoutError(f"{still} of {len(found)} tasks not done within {timeout} s")
         try:
             fetch_all(found, _remaining(deadline))
@@ -544,6 +547,10 @@ class Executor(abc.ABC):
 
     def _prepare(self, run: Run, futures: Iterable[Future[Any]]) -> None:
         """Someone is about to block on ``futures``: make sure they will end."""
+
+    def _want(self, run: Run, futures: Iterable[Future[Any]]) -> None:
+        """Someone waits for ``futures`` without blocking (a done callback): make sure
+        they will end."""
 
     def _fetch(self, run: Run, futures: list[Future[Any]], timeout: float | None) -> None:
         """Bring the results of ``futures`` (FINISHED, value NOT_FETCHED) here; may wait

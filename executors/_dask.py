@@ -612,8 +612,8 @@ class _DaskRun:
         """Whether ``task`` still goes to Dask; if not, its Future is settled here. On a
         resubmission a Future that finished but whose result was lost goes again."""
         run, future = self.run, task.future
-        if future._state is not PENDING and not (
-            again and future._state is FINISHED and future._value is NOT_FETCHED
+        if future._status is not PENDING and not (
+            again and future._status is FINISHED and future._value is NOT_FETCHED
         ):
             return False
         if self.broken is not None:
@@ -702,6 +702,8 @@ class _DaskRun:
         assert future is not None  # held until the task has ended
         status = dask_future.status
         if status == "finished":
+            if future._callbacks and await self._abring_for_callbacks(future, dask_future):
+                return
             self.run.settle(future, FINISHED, NOT_FETCHED)
             # The weak reference's callback, not weakref.finalize: half the cost, and it
             # goes with the entry once the entry is no longer needed.
@@ -728,6 +730,27 @@ class _DaskRun:
         else:
             self._forget(key)
             self.run.cancel_pending(future, by_run=False)
+
+    async def _abring_for_callbacks(
+        self, future: Future[Any], dask_future: distributed.Future[Any]
+    ) -> bool:
+        """A Future with done callbacks (``asyncio.wrap_future``, an ``await``) is read by
+        them at once, maybe on an event loop that must not block on a fetch: bring its
+        result here first, on this loop. True once it is settled with it."""
+        client = self.session.client
+        if client is None:
+            return False
+        try:
+            value = (await client.gather([dask_future]))[0]
+        except _LOST:
+            return False  # the reconnect submits it again, or result() says why not
+        except Exception as exc:
+            if isinstance(exc, (TypeError, pickle.PickleError)):
+                exc = result_error(future._key, exc)
+            self._forget(future._key)
+            return self.run.settle(future, ERROR, exc)
+        self._forget(future._key)
+        return self.run.settle(future, FINISHED, value)
 
     def _cancelled_by_run(self, future: Future[Any]) -> bool:
         """End ``future`` cancelled because its run was; ``task_cancelled`` once per key."""
@@ -778,12 +801,12 @@ class _DaskRun:
 
         A scheduler lost meanwhile is reconnected to, and the tasks submitted again are
         gathered then; a result that cannot come ends its own Future in error."""
-        if any(future._state is PENDING for future in futures):
+        if any(future._status is PENDING for future in futures):
             self._on_wake()  # send what is queued: then it has a watcher
             watchers = [
                 entry.watcher
                 for future in futures
-                if future._state is PENDING
+                if future._status is PENDING
                 and (entry := self.live.get(future._key)) is not None
                 and entry.watcher is not None
             ]
@@ -804,7 +827,7 @@ class _DaskRun:
             except _LOST as exc:
                 lost_at = asyncio.get_running_loop().time() if lost_at is None else lost_at
                 await self._aafter_lost(exc, lost_at)
-        lost = [f._key for f in futures if f._state is FINISHED and f._value is NOT_FETCHED]
+        lost = [f._key for f in futures if f._status is FINISHED and f._value is NOT_FETCHED]
         if lost:
             if self.broken is not None:
                 raise self.broken
@@ -879,7 +902,7 @@ class _DaskRun:
         return held + [
             future
             for entry in self.live.values()
-            if (future := entry.future()) is not None and future._state is PENDING
+            if (future := entry.future()) is not None and future._status is PENDING
         ]
 
     # -- reconnects (SPEC §7) ---------------------------------------------------------------
@@ -1009,7 +1032,7 @@ class _DaskRun:
             self.run.settle(self.incoming.popleft().future, ERROR, error)
         for entry in list(self.live.values()):
             future = entry.future()
-            if future is not None and future._state is PENDING:
+            if future is not None and future._status is PENDING:
                 self.run.settle(future, ERROR, error)
 
     async def _afetch_alive(self) -> None:

@@ -38,10 +38,10 @@ class LocalExecutor(Executor):
         except KeyboardInterrupt:
             raise  # the caller's own Ctrl-C: the task runs in the caller's thread
         except BaseException as exc:  # a task's SystemExit too ends its Future, not the script
-            future._state, future._value = ERROR, exc
+            future._status, future._value = ERROR, exc
             run.announce(future, ERROR)
             return
         finally:
             current_task.reset(token)
-        future._state, future._value = FINISHED, value
+        future._status, future._value = FINISHED, value
         run.announce(future, FINISHED)

@@ -165,7 +165,7 @@ def _execute(call: _Call, *dep_results: Any) -> Any:
     run, future = call.run, call.future
     if failed is not None:
         result = failed
-    elif run.cancelled.is_set() or future._state is not PENDING:
+    elif run.cancelled.is_set() or future._status is not PENDING:
         result = _SKIPPED
     else:
         # The driver and pool threads belong to this run alone: the context is set once
@@ -260,9 +260,9 @@ def _node(key: str, fn: Callable[..., Any], first: Any, dep_keys: tuple[str, ...
 
 def _as_input(future: Future[Any]) -> Any:
     """A finished dependency, as ``_execute`` takes it."""
-    if future._state is FINISHED:
+    if future._status is FINISHED:
         return future._value
-    if future._state is CANCELLED:
+    if future._status is CANCELLED:
         return _Failure(CancelledError(future._key, f"dependency {future._key} was cancelled"))
     return _Failure(future._value)
 
@@ -325,7 +325,7 @@ class _Graphs:
         for call in batch:
             future = call.future
             key = future._key
-            if future._state is not PENDING:  # cancelled since it was recorded
+            if future._status is not PENDING:  # cancelled since it was recorded
                 continue
             if call.deps:
                 # Dependencies in this graph (added before, as submitted before) come
@@ -603,6 +603,9 @@ class LocalDaskExecutor(Executor):
                 "a task of a LocalDaskExecutor cannot wait for other tasks of its run (it would "
                 "wait for itself); pass their Futures to submit() as arguments instead"
             )
+        run.backend.flush()
+
+    def _want(self, run: Run, futures: Iterable[Future[Any]]) -> None:
         run.backend.flush()
 
     def _cancel_future(self, run: Run, future: Future[Any]) -> bool:

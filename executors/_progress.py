@@ -84,8 +84,8 @@ class ProgressBar:
             signals.task_finished.connect(self._on_finished, sender=sender, weak=False)
         with self._lock:  # those that ended before the receiver was connected
             for future in futures:
-                if future._state is not PENDING:
-                    self._count(future._key, future._state)
+                if future._status is not PENDING:
+                    self._count(future._key, future._status)
             self._bar.refresh()
 
     @property
@@ -121,7 +121,7 @@ class ProgressBar:
             if self._bar is None:
                 return
             for key, future in self._futures.items():
-                if future._state is not PENDING:
-                    self._count(key, future._state)
+                if future._status is not PENDING:
+                    self._count(key, future._status)
             self._bar.close()
             self._bar = None
