@@ -1,29 +1,23 @@
 """The ``Executor`` base class: the API every executor shares (SPEC §3).
 
-The base class owns the lifecycle (start, cancel, stop), validation, the dispatcher and
-the signals every executor sends; a subclass says how tasks run through a handful of
-``_open``/``_submit``/``_prepare``/``_cancel_*``/``_close`` hooks.
+The base class owns the API (start, submit, map, wait, cancel, shutdown) and checks its
+arguments; each start makes a :class:`Run` (``_run.py``), and a subclass says how the
+run's tasks run by the :class:`Backend` it makes for it (:meth:`Executor._backend`).
 """
 
 from __future__ import annotations
 
 import abc
-import concurrent.futures.process
-import concurrent.futures.thread  # noqa: F401 (see _finish_open_runs)
 import contextlib
 import threading
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 from . import signals
-from ._context import TaskContext
 from ._dispatch import Dispatcher
 from ._future import (
-    CANCELLED,
-    ERROR,
     FINISHED,
     NOT_FETCHED,
     PENDING,
@@ -36,144 +30,14 @@ from ._future import (
 )
 from ._logging import get_logger
 from ._progress import open_progress_bar
+from ._run import DISPATCHER_JOIN_TIMEOUT, Backend, Run
 from ._structure import ATOMIC, find_futures, replace_futures
 from ._task import Task, task_options
-from .exceptions import CancelledError
 
-__all__ = ["Executor", "Run"]
+__all__ = ["Executor"]
 
 E = TypeVar("E", bound="Executor")
 T = TypeVar("T")
-
-# How long stop() waits for the signal receivers to drain before it gives up and says so.
-DISPATCHER_JOIN_TIMEOUT = 30.0
-
-# Every run started and not yet ended, for the hook below (guarded by _open_runs_lock).
-_open_runs: set[Run] = set()
-_open_runs_lock = threading.Lock()
-
-
-def _finish_open_runs() -> None:
-    """At interpreter exit, finish the work of every run still open, then stop it.
-
-    As concurrent.futures does (SPEC §3): a script that ends with a run open, or right
-    after ``shutdown(wait=False)``, does not lose its work. A Ctrl-C meanwhile cancels
-    what is left; another one stops waiting.
-
-    Registered with threading's exit hooks, which run before threads are joined and in
-    reverse order: after concurrent.futures' own (its ``thread`` and ``process`` modules
-    are imported above for that), so ours runs first, while its pools still take work.
-    """
-    with _open_runs_lock:
-        runs = list(_open_runs)
-    interrupted = False
-    for run in runs:
-        try:
-            if interrupted:
-                run.executor._cancel_run(run, "KeyboardInterrupt")
-            run.executor._end(None)
-        except KeyboardInterrupt:
-            if interrupted:
-                return
-            interrupted = True
-            run.executor._cancel_run(run, "KeyboardInterrupt")
-            run.executor._end(None)
-
-
-threading._register_atexit(_finish_open_runs)  # type: ignore[attr-defined]
-
-
-class Run:
-    """One start()..stop() of an executor: what its Futures and tasks refer to."""
-
-    def __init__(self, executor: Executor, dispatcher: Dispatcher) -> None:
-        self.executor = executor
-        self.dispatcher = dispatcher
-        self.lock = threading.Lock()
-        self.cancelled = threading.Event()
-        self.reason = "cancelled"
-        self.closing = False
-        self.ended = threading.Event()  # set once stop has released everything
-        self.task_context = TaskContext(self.cancelled, self)
-        self.backend: Any = None  # the executor's own per-run state
-        # Futures by the keys given in extra_context (guarded by `lock`): two live tasks
-        # must never share a key (on Dask they would share one task). Weak: a Future the
-        # caller dropped is no task of the run once the backend let go of it too.
-        self.explicit_keys: weakref.WeakValueDictionary[str, Future[Any]] = (
-            weakref.WeakValueDictionary()
-        )
-
-    def claim_key(self, future: Future[Any]) -> None:
-        """Take ``future``'s explicit key for it.
-
-        :raises ValueError: when a task of the run that is still live has that key (not
-            ended, or on Dask ended with its result still on the cluster).
-        """
-        key = future._key
-        with self.lock:
-            holder = self.explicit_keys.get(key)
-            if holder is not None and (holder._status is PENDING or holder._value is NOT_FETCHED):
-                raise ValueError(
-                    f"extra_context['key'] {key!r} is already used by a live task of this "
-                    "run; give each task its own key (or none: a unique one is made)"
-                )
-            self.explicit_keys[key] = future
-
-    # -- the Future owner protocol -------------------------------------------------------
-
-    def prepare(self, futures: Iterable[Future[Any]]) -> None:
-        self.executor._prepare(self, futures)
-
-    def want(self, futures: Iterable[Future[Any]]) -> None:
-        self.executor._want(self, futures)
-
-    def cancel_future(self, future: Future[Any]) -> bool:
-        return self.executor._cancel_future(self, future)
-
-    def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None:
-        self.dispatcher.call(fn, *args)
-
-    def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
-        self.executor._fetch(self, futures, timeout)
-
-    # -- settling Futures, with their signals --------------------------------------------
-
-    def settle(self, future: Future[Any], state: str, value: Any, by_run: bool = False) -> bool:
-        """End ``future`` in ``state``; send ``task_cancelled`` (when ``by_run``) and
-        ``task_finished``. False if it had already ended."""
-        if not future._settle(state, value):
-            return False
-        self.announce(future, state, by_run)
-        return True
-
-    def announce(self, future: Future[Any], state: str, by_run: bool = False) -> None:
-        """Send the signals for a Future that has just ended in ``state``."""
-        if by_run:
-            self.dispatcher.send(signals.task_cancelled, key=future._key)
-        if signals.task_finished.receivers:
-            self.dispatcher.send(signals.task_finished, key=future._key, state=state)
-
-    def cancel_pending(self, future: Future[Any], by_run: bool) -> bool:
-        reason = self.reason if by_run else "cancelled"
-        return self.settle(future, CANCELLED, CancelledError(future._key, reason), by_run)
-
-    def settle_from_deps(self, future: Future[Any], deps: Iterable[Future[Any]]) -> bool:
-        """End ``future`` as its first failed dependency ended; False if none failed."""
-        for dep in deps:
-            if dep._status is ERROR:
-                return self.settle(future, ERROR, dep._value)
-            if dep._status is CANCELLED:
-                return self.settle(
-                    future,
-                    CANCELLED,
-                    CancelledError(future._key, f"dependency {dep._key} was cancelled"),
-                )
-        return False
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _rebuild(cls: type[E], settings: dict[str, Any], executor_id: str) -> E:
@@ -291,59 +155,35 @@ class Executor(abc.ABC):
             dispatcher = Dispatcher(f"executors-dispatch-{id(self):x}", self, self._log)
             run = Run(self, dispatcher)
             try:
-                dashboard_link = self._open(run)
+                run.backend = self._backend(run)
+                dashboard_link = run.backend.open()
             except BaseException:
                 dispatcher.close(DISPATCHER_JOIN_TIMEOUT)
                 raise
             with self._lifecycle_lock:
                 self._run = run
-            with _open_runs_lock:
-                _open_runs.add(run)
+            run.opened(self)
             dispatcher.send(signals.executor_started, dashboard_link=dashboard_link)
             self._log.info("executor_started", dashboard_link=dashboard_link)
-            self._after_open(run)
+            run.backend.after_open()
         finally:
             with self._lifecycle_lock:
                 self._starting = False
 
     def _end(self, exc: BaseException | None) -> None:
-        """Stop the run: cancel it first if leaving by ``exc``, else finish its work.
+        """Stop the run: cancel it first if leaving by ``exc``, else finish its work."""
+        run = self._run
+        if run is not None:
+            run.stop(exc)
 
-        When another thread is stopping it already, wait until that is done (not on
-        the dispatcher thread: the stop waits for the dispatcher)."""
+    def _closed(self, run: Run, report: str | None) -> None:
+        """``run``'s backend has closed; ``report`` is what its ``close`` returned."""
+
+    def _forget(self, run: Run) -> None:
+        """``run`` has ended: the executor can be started again."""
         with self._lifecycle_lock:
-            run = self._run
-            if run is None:
-                return
-            stopping_elsewhere = run.closing
-            run.closing = True
-        if stopping_elsewhere:
-            if exc is not None:
-                self._cancel_run(run, _describe(exc))
-            if threading.current_thread() is not run.dispatcher.thread:
-                run.ended.wait()
-            return
-        try:
-            if exc is not None:
-                self._cancel_run(run, _describe(exc))
-            try:
-                self._close(run, cancelled=run.cancelled.is_set())
-            except KeyboardInterrupt:
-                self._cancel_run(run, "KeyboardInterrupt")
-                self._close(run, cancelled=True)
-                raise
-        finally:
-            cancelled = run.cancelled.is_set()
-            run.dispatcher.send(signals.executor_stopped, cancelled=cancelled)
-            self._log.info("executor_stopped", cancelled=cancelled)
-            try:
-                run.dispatcher.close(DISPATCHER_JOIN_TIMEOUT)
-            finally:
-                with self._lifecycle_lock:
-                    self._run = None
-                with _open_runs_lock:
-                    _open_runs.discard(run)
-                run.ended.set()
+            if self._run is run:
+                self._run = None
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -399,8 +239,7 @@ class Executor(abc.ABC):
         future: Future[T] = Future(key, run)
         if extra_context is not None and "key" in extra_context:
             run.claim_key(future)
-        task = Task(fn, args, kwargs, tuple(found), options, future)
-        self._submit(run, task)
+        run.backend.submit(Task(fn, args, kwargs, tuple(found), options, future))
         return future
 
     def map(
@@ -447,8 +286,10 @@ class Executor(abc.ABC):
                         f"map(): the result of {future.key!r} was not ready within the "
                         f"timeout of {timeout} s"
                     ) from None
-                yield future.result()
-                futures.pop()
+                del future
+                # Popped before it is yielded, and no name bound to it: once the caller
+                # drops the result, nothing of ours keeps it alive.
+                yield futures.pop().result()
         finally:
             for future in futures:
                 future.cancel()
@@ -519,49 +360,10 @@ class Executor(abc.ABC):
         run = self._run
         if run is None:
             return False
-        return self._cancel_run(run, reason)
+        return run.cancel(reason)
 
-    def _cancel_run(self, run: Run, reason: str) -> bool:
-        with run.lock:
-            if run.cancelled.is_set():
-                return False
-            run.reason = reason
-            run.cancelled.set()
-        run.dispatcher.send(signals.run_cancelled, reason=reason)
-        self._log.info("run_cancelled", reason=reason)
-        self._cancel_tasks(run)
-        return True
-
-    # -- hooks for executors ---------------------------------------------------------------
-
-    def _open(self, run: Run) -> str | None:
-        """Create or connect what the run needs; return the dashboard link, if any."""
-        return None
-
-    def _after_open(self, run: Run) -> None:
-        """Called once ``executor_started`` is queued: start sending run events."""
+    # -- what an executor kind says -------------------------------------------------------
 
     @abc.abstractmethod
-    def _submit(self, run: Run, task: Task) -> None:
-        """Take ``task``; settle ``task.future`` through ``run.settle`` when it ends."""
-
-    def _prepare(self, run: Run, futures: Iterable[Future[Any]]) -> None:
-        """Someone is about to block on ``futures``: make sure they will end."""
-
-    def _want(self, run: Run, futures: Iterable[Future[Any]]) -> None:
-        """Someone waits for ``futures`` without blocking (a done callback): make sure
-        they will end."""
-
-    def _fetch(self, run: Run, futures: list[Future[Any]], timeout: float | None) -> None:
-        """Bring the results of ``futures`` (FINISHED, value NOT_FETCHED) here; may wait
-        for pending ones first. Nothing to do where every result is held locally."""
-
-    def _cancel_future(self, run: Run, future: Future[Any]) -> bool:
-        """Cancel one pending Future (``Future.cancel()``); True if it ended cancelled."""
-        return False
-
-    def _cancel_tasks(self, run: Run) -> None:
-        """The run was cancelled: stop what has not started, end every pending Future."""
-
-    def _close(self, run: Run, cancelled: bool) -> None:
-        """Release what ``_open`` made; unless ``cancelled``, finish the submitted work."""
+    def _backend(self, run: Run) -> Backend:
+        """The backend of ``run``, not yet opened (see ``_run.Backend``)."""

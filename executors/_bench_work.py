@@ -235,7 +235,7 @@ def _p5_executor(batches: int, batch: int) -> dict[str, Any]:
             ex.wait(futures)
             del futures
         peak = _peak_rss()
-        backend = ex._running().backend
+        backend: Any = ex._running().backend
         client = backend.session.client
 
         def retained() -> dict[str, int]:

@@ -80,15 +80,16 @@ class RunFlag:
             self.cancelled = True
         self.at = time.monotonic()
 
+    async def ask_once(self) -> None:
+        """On the worker's loop (an ``async def`` task): the first answer, awaited, which
+        :meth:`should_run` cannot wait for there."""
+        if not self.cancelled and self.at == 0.0:
+            self._record(await self._aask())
+
     def _loop(self) -> asyncio.AbstractEventLoop | None:
         loop = getattr(getattr(self.worker, "loop", None), "asyncio_loop", None)
         if not isinstance(loop, asyncio.AbstractEventLoop) or loop.is_closed():
             return None
-        try:
-            if asyncio.get_running_loop() is loop:
-                return None  # on the worker's own loop: it cannot wait for itself
-        except RuntimeError:
-            pass
         return loop
 
     async def _aask(self) -> bool | None:
@@ -102,9 +103,10 @@ class RunFlag:
         return bool(answer)
 
     def _ask(self) -> bool | None:
-        """The Event's state from the scheduler, or None when it cannot be read in time."""
+        """The Event's state from the scheduler, or None when it cannot be read in time
+        (or not at all: on the worker's own loop, which cannot wait for itself)."""
         loop = self._loop()
-        if loop is None:
+        if loop is None or _running_loop() is loop:
             return None
         try:
             return asyncio.run_coroutine_threadsafe(self._aask(), loop).result(ASK_TIMEOUT + 0.5)
@@ -120,9 +122,19 @@ class RunFlag:
             self._record(await self._aask())
 
         try:
-            self._refresh = asyncio.run_coroutine_threadsafe(refresh(), loop)
+            if _running_loop() is loop:  # an async def task, on the worker's loop
+                self._refresh = loop.create_task(refresh())
+            else:
+                self._refresh = asyncio.run_coroutine_threadsafe(refresh(), loop)
         except RuntimeError:  # the loop closed meanwhile
             pass
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 _flags: dict[str, RunFlag] = {}

@@ -21,7 +21,7 @@ import pathlib
 import pickle
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dask.config
@@ -31,15 +31,16 @@ from distributed.comm.addressing import parse_address, parse_host_port
 from distributed.threadpoolexecutor import thread_state
 
 from . import signals
-from ._base import Executor, Run
+from ._base import Executor
 from ._cancel import TOPIC, NotStarted, mark_cancelled
 from ._context import current_task
 from ._dispatch import Dispatcher
 from ._future import ERROR, FINISHED, NOT_FETCHED, PENDING, Future, block_until_done
 from ._loop import LoopThread, WorkerLoop
 from ._main_guard import require_main_guard
-from ._on_worker import TaskExit, run_task
+from ._on_worker import TaskExit, run_async_task, run_task
 from ._pickling import call_error, dumps, restore_exit_code, result_error
+from ._run import Run
 from ._session import Session, WorkerSession, is_local_cluster_class, scheduler_rpc
 from ._structure import Ref, replace_futures
 from ._task import Task
@@ -344,7 +345,7 @@ class DaskExecutor(Executor):
 
     # -- hooks --------------------------------------------------------------------------------
 
-    def _open(self, run: Run) -> str | None:
+    def _backend(self, run: Run) -> _DaskRun:
         on_worker = _in_dask_task()
         if self._debug and not on_worker:
             logging.getLogger("distributed").setLevel(logging.DEBUG)
@@ -352,17 +353,7 @@ class DaskExecutor(Executor):
             method = dask.config.get("distributed.worker.multiprocessing-method")
             require_main_guard("a temporary LocalCluster", method)
         self.performance_report = None
-        backend = _DaskRun(run, self, on_worker=on_worker)
-        try:
-            backend.open()
-        except BaseException:
-            backend.abort()
-            raise
-        run.backend = backend
-        link = backend.session.dashboard_link()
-        if link:
-            self._log.info("dashboard", dashboard_link=link)
-        return link
+        return _DaskRun(run, self, on_worker=on_worker)
 
     def _makes_local_worker_processes(self) -> bool:
         """Whether start makes a LocalCluster whose workers are processes of this machine."""
@@ -372,35 +363,7 @@ class DaskExecutor(Executor):
             return False  # made by code of its own: it knows where its workers run
         return bool((self._cluster_kwargs or {}).get("processes", True))
 
-    def _after_open(self, run: Run) -> None:
-        run.backend.after_open()
-
-    def _submit(self, run: Run, task: Task) -> None:
-        run.backend.submit(task)
-
-    def _prepare(self, run: Run, futures: Iterable[Future[Any]]) -> None:
-        run.backend.before_blocking()
-
-    def _fetch(self, run: Run, futures: list[Future[Any]], timeout: float | None) -> None:
-        backend = run.backend
-        if backend is not None and backend.broken is not None:
-            raise backend.broken  # the result was lost with the scheduler
-        if backend is None or backend.closed:
-            raise RuntimeError(
-                f"the result of {futures[0].key!r} was not fetched before {self.executor_id} "
-                "stopped"
-            )
-        backend.fetch(futures, timeout)
-
-    def _cancel_future(self, run: Run, future: Future[Any]) -> bool:
-        return bool(run.backend.cancel_one(future))
-
-    def _cancel_tasks(self, run: Run) -> None:
-        if run.backend is not None:
-            run.backend.cancel_all()
-
-    def _close(self, run: Run, cancelled: bool) -> None:
-        report = run.backend.close(cancelled)
+    def _closed(self, run: Run, report: str | None) -> None:
         if report is not None:
             self.performance_report = report
 
@@ -471,9 +434,24 @@ class _DaskRun:
 
     # -- caller threads ---------------------------------------------------------------------
 
-    def open(self) -> None:
-        self.loop.start()
-        self.loop.run(self._aopen())
+    def open(self) -> str | None:
+        """Connect (making the temporary cluster first); the dashboard link, if any.
+        A start that fails or is interrupted releases whatever was made."""
+        if self.on_worker:
+            # The worker's client is connected already, and the caller may be on its
+            # loop (an async def task), which cannot wait for itself: nothing to await.
+            self.comm = self.session.connected().scheduler_comm
+            return None
+        try:
+            self.loop.start()
+            self.loop.run(self._aopen())
+        except BaseException:
+            self.abort()
+            raise
+        link = self.session.dashboard_link()
+        if link:
+            self.log.info("dashboard", dashboard_link=link)
+        return link
 
     def abort(self) -> None:
         """A start failed or was interrupted: release whatever was made."""
@@ -489,12 +467,15 @@ class _DaskRun:
         if self.workers is not None:
             self.loop.call_soon(self.workers.begin)
 
-    def before_blocking(self) -> None:
+    def prepare(self, futures: Sequence[Future[Any]]) -> None:
         """About to block a thread on Futures. In a Dask task, first leave the worker's
         thread pool (once): the subtasks waited for may need that slot to run."""
         self.loop.check_not_in_loop()
         if self.on_worker and getattr(thread_state, "proceed", False):
             distributed.secede()
+
+    def want(self, futures: Sequence[Future[Any]]) -> None:
+        pass  # submitted tasks are sent to the cluster at once
 
     def submit(self, task: Task) -> None:
         self.incoming.append(task)
@@ -505,6 +486,13 @@ class _DaskRun:
             self.loop.call_soon(self._on_wake)
 
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
+        if self.broken is not None:
+            raise self.broken  # the result was lost with the scheduler
+        if self.closed:
+            raise RuntimeError(
+                f"the result of {futures[0].key!r} was not fetched before "
+                f"{self.run.executor_id} stopped"
+            )
         self.loop.run(self._afetch(futures, timeout), timeout)
 
     def cancel_one(self, future: Future[Any]) -> bool:
@@ -540,10 +528,9 @@ class _DaskRun:
             if self.watch_workers:
                 self.workers = WorkerWatcher(self.run.dispatcher.send, self.log)
             await self._afollow(client)
-            if not self.on_worker:
-                self.alarm = asyncio.Event()
-                self.recovery_lock = asyncio.Lock()
-                self.supervisor = asyncio.get_running_loop().create_task(self._asupervise())
+            self.alarm = asyncio.Event()
+            self.recovery_lock = asyncio.Lock()
+            self.supervisor = asyncio.get_running_loop().create_task(self._asupervise())
             if self.report_path is not None:
                 self.report = distributed.performance_report(filename=str(self.report_path))
                 with client.as_current():
@@ -603,6 +590,7 @@ class _DaskRun:
                 tuple(sorted(options.resources.items())) if options.resources else None,
                 options.retries,
                 options.priority or 0,
+                inspect.iscoroutinefunction(task.fn),
             )
             batches.setdefault(group, []).append((task, call))
             unsent.add(task.future._key)
@@ -663,10 +651,10 @@ class _DaskRun:
     ) -> int:
         assert client is not None or not batches
         sent = 0
-        for (resources, retries, priority), batch in batches.items():
+        for (resources, retries, priority, is_async), batch in batches.items():
             try:
                 dask_futures = client.map(  # type: ignore[union-attr]
-                    run_task,
+                    run_async_task if is_async else run_task,
                     *zip(*(call for _, call in batch), strict=True),
                     key=[task.future._key for task, _ in batch],
                     pure=False,

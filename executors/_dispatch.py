@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,10 @@ class Dispatcher:
     """A FIFO of signals and callbacks, delivered one by one on a thread of its own."""
 
     def __init__(self, name: str, sender: object, logger: Any = None) -> None:
-        self._sender = sender
+        # Weakly: its thread must not keep the executor alive (an executor nobody holds
+        # is stopped, see _run.py). Once it is gone, nobody can listen to it either.
+        self._sender = weakref.ref(sender)
+        self._sender_name = str(getattr(sender, "executor_id", sender))
         self._log = logger if logger is not None else get_logger(__name__)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Guards _closed, so nothing is queued behind the _STOP marker.
@@ -48,7 +52,8 @@ class Dispatcher:
         end at which a thread could be joined, so it must not own one.
         """
         dispatcher = cls.__new__(cls)
-        dispatcher._sender = sender
+        dispatcher._sender = weakref.ref(sender)
+        dispatcher._sender_name = str(getattr(sender, "executor_id", sender))
         dispatcher._log = logger if logger is not None else get_logger(__name__)
         dispatcher._lock = threading.Lock()
         dispatcher._closed = True
@@ -100,7 +105,7 @@ class Dispatcher:
         if self._thread.is_alive():
             self._log.error("dispatcher_join_timeout", thread=self._thread.name, timeout=timeout)
             raise RuntimeError(
-                f"signal receivers of {self._sender!r} still running after {timeout} s"
+                f"signal receivers of {self._sender_name} still running after {timeout} s"
             )
 
     def _deliver_all(self) -> None:
@@ -115,14 +120,17 @@ class Dispatcher:
     def _send(self, signal: NamedSignal, kwargs: dict[str, Any]) -> None:
         # blinker's Signal.send stops at the first receiver that raises; call them one by
         # one so that every receiver gets the event.
-        for receiver in signal.receivers_for(self._sender):
+        sender = self._sender()
+        if sender is None:
+            return
+        for receiver in signal.receivers_for(sender):
             if inspect.iscoroutinefunction(receiver):
                 self._log.error(
                     "coroutine_receiver_rejected", signal=signal.name, receiver=repr(receiver)
                 )
                 continue
             try:
-                receiver(self._sender, **kwargs)
+                receiver(sender, **kwargs)
             except Exception:
                 self._log.exception("receiver_failed", signal=signal.name, receiver=repr(receiver))
 

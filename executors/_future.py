@@ -15,7 +15,7 @@ import concurrent.futures
 import concurrent.futures._base as _cf
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
@@ -59,9 +59,9 @@ _CF_STATE = {
 class _Owner(Protocol):
     """What a Future needs from the run that made it."""
 
-    def prepare(self, futures: Iterable[Future[Any]]) -> None: ...
+    def prepare(self, futures: Sequence[Future[Any]]) -> None: ...
 
-    def want(self, futures: Iterable[Future[Any]]) -> None: ...
+    def want(self, futures: Sequence[Future[Any]]) -> None: ...
 
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None: ...
 
@@ -425,15 +425,21 @@ def _yield_completed(
     timeout: float | None,
     total: int,
 ) -> Iterator[Future[T]]:
+    # Each Future is popped from every list and set before it is yielded, and no name is
+    # bound to it here: once the caller drops it, nothing of ours keeps it alive
+    # (CPython issue 16284).
     try:
-        yield from ready
+        ready.reverse()
+        while ready:
+            yield ready.pop()
         while pending:
             done = waiter.take(_remaining(deadline))
             if not done and deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"{len(pending)} of {total} futures not done after {timeout} s")
-            for future in done:
-                pending.discard(future)
-                yield future
+                raise TimeoutError(f"{len(pending)} of {total} futures not done within {timeout} s")
+            done.reverse()
+            while done:
+                pending.discard(done[-1])
+                yield done.pop()
     finally:
         for future in pending:
             future._remove_waiter(waiter)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import multiprocessing.connection
-import queue
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -29,11 +28,13 @@ import dask.system
 import dask.threaded
 from dask.callbacks import Callback
 
-from ._base import Executor, Run
+from ._base import Executor
+from ._calling import call_in_context, run_to_end
 from ._context import TaskContext, current_task
-from ._future import CANCELLED, ERROR, FINISHED, PENDING, Future
+from ._future import CANCELLED, ERROR, FINISHED, PENDING, Future, block_until_done
 from ._main_guard import require_main_guard
 from ._pickling import call_error, dumps, loads, restore_exit_code, result_error
+from ._run import Run
 from ._structure import resolve_refs, to_refs
 from ._task import Task
 from .exceptions import CancelledError
@@ -58,7 +59,6 @@ SCHEDULERS = {
     "single-threaded": "synchronous",
 }
 
-_STOP = object()
 
 # The most tasks dask's local scheduler hands a worker at once (see _chunksize).
 MAX_CHUNKSIZE = 32
@@ -119,13 +119,25 @@ class _Call:
     its dependencies, and (once in a graph) the keys of those computed in the same graph
     (``dep_keys``) and the outcome of those that ended before (``known``).
 
-    It also holds its run and Future, to skip a cancelled task and to settle the Future
-    the moment the task ends. It is the only object ``submit`` keeps per task (P4: every
-    object that lives through a big graph costs the garbage collector time). For a
-    worker process it travels as bytes (see :func:`_execute_remote`), never itself.
+    It also holds its run's :class:`_Graphs` and its Future, to skip a cancelled task
+    and to settle the Future the moment the task ends. It is the only object ``submit``
+    keeps per task (P4: every object that lives through a big graph costs the garbage
+    collector time). For a worker process it travels as bytes (see
+    :func:`_execute_remote`), never itself.
     """
 
-    __slots__ = ("args", "dep_keys", "deps", "fn", "future", "known", "kwargs", "run")
+    __slots__ = (
+        "args",
+        "dep_keys",
+        "deps",
+        "fn",
+        "future",
+        "graphs",
+        "key",
+        "known",
+        "kwargs",
+        "needed",
+    )
 
     def __init__(
         self,
@@ -133,17 +145,36 @@ class _Call:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         deps: tuple[Future[Any], ...],
-        run: Run,
+        graphs: _Graphs,
         future: Future[Any],
     ) -> None:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
         self.deps = deps
-        self.run = run
-        self.future = future
+        self.graphs = graphs
+        self.future: Future[Any] = future
+        self.key = future._key
         self.dep_keys: tuple[str, ...] = ()
         self.known = _NOTHING_KNOWN
+        self.needed = False  # a task of the same graph takes its result
+
+    def let_go(self) -> Future[Any]:
+        """The task has ended: keep nothing of it, its Future included (SPEC §3: a
+        computed graph keeps no function, argument, result or Future alive); the Future,
+        for its settling."""
+        future = self.future
+        self.future = None  # type: ignore[assignment]
+        self.fn = _ended
+        self.args = ()
+        self.kwargs = {}
+        self.deps = ()
+        self.known = _NOTHING_KNOWN
+        return future
+
+
+def _ended(*args: Any, **kwargs: Any) -> None:
+    """What an ended task's call holds instead of its function."""
 
 
 _REMOTE_CONTEXT = TaskContext(None)
@@ -162,7 +193,10 @@ def _execute(call: _Call, *dep_results: Any) -> Any:
     if dep_results:
         values = {**values, **dict(zip(call.dep_keys, dep_results, strict=True))}
     failed = _failed_input(values) if values else None
-    run, future = call.run, call.future
+    graphs, future = call.graphs, call.future
+    run = graphs.run
+    if future is None:  # it was cancelled and let go meanwhile
+        return _SKIPPED
     if failed is not None:
         result = failed
     elif run.cancelled.is_set() or future._status is not PENDING:
@@ -177,11 +211,12 @@ def _execute(call: _Call, *dep_results: Any) -> Any:
             args = resolve_refs(args, values)
             kwargs = resolve_refs(kwargs, values)
         try:
-            result = call.fn(*args, **kwargs)
+            result = run_to_end(call.fn(*args, **kwargs))
         except BaseException as exc:
             result = _Failure(exc)
-    run.backend.deliver(call, result)
-    return result
+    graphs.deliver(call, result)
+    # What dask keeps until the graph is done: only what a dependent of it will take.
+    return result if call.needed else None
 
 
 def _failed_input(values: dict[str, Any]) -> Any:
@@ -210,11 +245,7 @@ def _execute_remote(payload: bytes, *dep_results: bytes) -> bytes:
         if values:
             args = resolve_refs(args, values)
             kwargs = resolve_refs(kwargs, values)
-        token = current_task.set(_REMOTE_CONTEXT)
-        try:
-            value = fn(*args, **kwargs)
-        finally:
-            current_task.reset(token)
+        value = call_in_context(_REMOTE_CONTEXT, fn, args, kwargs)
     except BaseException as exc:
         return _pickled_failure(exc)
     try:
@@ -268,57 +299,149 @@ def _as_input(future: Future[Any]) -> Any:
 
 
 class _Graphs:
-    """The run's side of a LocalDaskExecutor: recorded tasks, the pool, the driver."""
+    """The run's side of a LocalDaskExecutor: recorded tasks, the pool, the drivers.
+
+    Each flush hands the recorded tasks, as one graph, to a driver thread that computes
+    it with one call of dask's local scheduler. Graphs compute side by side (at most one
+    per worker), so a wait on a new task does not queue behind a long graph while
+    workers are free; a graph whose tasks depend on another's waits for those first.
+    One at a time with the synchronous scheduler, and with ``**dask_config`` (see
+    :meth:`compute`).
+    """
 
     def __init__(self, run: Run, executor: LocalDaskExecutor) -> None:
         self.run = run
+        self.name = f"{id(executor):x}"
         self.scheduler = executor.scheduler
-        self.dask_config = executor._config
+        self.user_config = executor._config
         self.num_workers = executor.num_workers
         self.lock = threading.Lock()
-        self.pending: list[_Call] = []  # recorded, not yet handed to the driver
+        self.pending: list[_Call] = []  # recorded, not yet handed to a driver
         self.live: dict[str, _Call] = {}  # every task whose Future has not ended
         # Results held back while the executor's dask config is set (driver-owned).
         self.held: list[tuple[_Call, Any]] | None = None
-        self.batches: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.pool: concurrent.futures.Executor | None = None
+        one_at_a_time = self.scheduler == "synchronous" or bool(self.user_config)
+        self.drivers = concurrent.futures.ThreadPoolExecutor(
+            1 if one_at_a_time else self.num_workers,
+            thread_name_prefix=f"executors-compute-{self.name}",
+        )
+        self.config = _SharedConfig({**self.user_config, "scheduler": self.nested_get})
+
+    # -- the backend contract (see _run.Backend) ---------------------------------------------
+
+    def open(self) -> str | None:
+        """Start the pool: threads, or worker processes up and warm."""
         if self.scheduler == "threads":
             self.pool = concurrent.futures.ThreadPoolExecutor(
-                executor.num_workers, thread_name_prefix=f"executors-worker-{id(executor):x}"
+                self.num_workers, thread_name_prefix=f"executors-worker-{self.name}"
             )
         elif self.scheduler == "processes":
-            self.pool = _started_process_pool(executor.num_workers)
-        self.driver = threading.Thread(
-            target=self.drive, name=f"executors-compute-{id(executor):x}", daemon=True
-        )
-        self.driver.start()
+            self.pool = _started_process_pool(self.num_workers)
+        return None
 
-    def record(self, task: Task) -> None:
+    def after_open(self) -> None:
+        pass
+
+    def submit(self, task: Task) -> None:
         future = task.future
         key = future._key
-        call = _Call(task.fn, task.args, task.kwargs, task.deps, self.run, future)
+        call = _Call(task.fn, task.args, task.kwargs, task.deps, self, future)
         with self.lock:
             if self.run.closing or self.run.cancelled.is_set():
-                raise RuntimeError(f"{self.run.executor.executor_id} is not taking new work")
+                raise RuntimeError(f"{self.run.executor_id} is not taking new work")
             self.live[key] = call  # unique: Run.claim_key checked a key given by the caller
             self.pending.append(call)
 
+    def prepare(self, futures: Sequence[Future[Any]]) -> None:
+        context = current_task.get()
+        if context is not None and context.run is self.run:
+            raise RuntimeError(
+                "a task of a LocalDaskExecutor cannot wait for other tasks of its run (it would "
+                "wait for itself); pass their Futures to submit() as arguments instead"
+            )
+        self.flush()
+
+    def want(self, futures: Sequence[Future[Any]]) -> None:
+        self.flush()
+
+    def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
+        pass  # results are settled here as they come
+
     def flush(self) -> None:
-        """Hand every recorded task to the driver, as one graph."""
+        """Hand every recorded task to a driver, as one graph."""
         with self.lock:
             if not self.pending:
                 return
             batch, self.pending = self.pending, []
-        self.batches.put(batch)
+            if self.run.cancelled.is_set():
+                return
+            try:
+                self.drivers.submit(self.compute, batch)
+            except RuntimeError:  # stopped: close() or cancel_all() ends what is left
+                pass
 
-    def drive(self) -> None:
-        while (batch := self.batches.get()) is not _STOP:
-            self.compute(batch)
+    def nested_get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        """The dask scheduler while graphs compute: the executor's own (SPEC §3.2).
+
+        A task that computes a dask collection computes it in its own thread, as the
+        worker it is (no second pool, and no wait on a pool its own task fills); any
+        other thread uses the executor's pool."""
+        if current_task.get() is self.run.task_context or self.scheduler == "synchronous":
+            return dask.local.get_sync(dsk, keys, **kwargs)
+        if self.scheduler == "threads":
+            return dask.threaded.get(dsk, keys, pool=self.pool, **kwargs)
+        return dask.multiprocessing.get(dsk, keys, pool=self.pool, **kwargs)
 
     def compute(self, batch: list[_Call]) -> None:
-        run = self.run
-        if run.cancelled.is_set():
+        """Compute ``batch`` (on a driver thread): at once the tasks that need nothing of
+        another graph, then, once what they need of others has ended, the rest."""
+        now, later = _split_on_others(batch)
+        if now:
+            self._compute(now)
+        if later:
+            _wait_for_others(later)
+            self._compute(later)
+
+    def _compute(self, batch: list[_Call]) -> None:
+        """Compute ``batch`` as one graph."""
+        if self.run.cancelled.is_set():
             return
+        graph, calls = self._graph(batch)
+        if not graph:
+            return
+        needed = {dep for call in calls.values() for dep in call.dep_keys}
+        for key in needed:
+            calls[key].needed = True
+        # Ask dask for the results nobody in the graph takes: it drops the others as
+        # soon as their dependents have them.
+        leaves = [key for key in graph if key not in needed]
+        workers = 1 if self.scheduler == "synchronous" else self.num_workers
+        chunksize = _chunksize(len(graph), workers)
+        try:
+            if self.user_config:
+                # Settled once the config is unset again: ``dask.config.set`` changes the
+                # whole process's config, and a caller woken by a result would otherwise
+                # still see the user's settings.
+                self.held = []
+                try:
+                    with self.config:
+                        self._get(graph, leaves, chunksize, calls)
+                finally:
+                    held, self.held = self.held, None
+                    for call, result in held:
+                        self._settle(call, result)
+            else:
+                with self.config:
+                    self._get(graph, leaves, chunksize, calls)
+        except BaseException as exc:  # the pool broke or was stopped
+            for call in calls.values():
+                self.fail(call, exc)
+        for key, call in calls.items():  # nothing of this graph stays pending
+            self.fail(call, RuntimeError(f"task {key!r} was not computed"))
+
+    def _graph(self, batch: list[_Call]) -> tuple[dict[str, Any], dict[str, _Call]]:
+        """The dask graph of ``batch``, and its tasks by key."""
         remote = self.scheduler == "processes"
         graph: dict[str, Any] = {}
         calls: dict[str, _Call] = {}
@@ -345,31 +468,7 @@ class _Graphs:
                     continue
                 graph[key] = _node(key, _execute_remote, payload, call.dep_keys)
             calls[key] = call
-        if not graph:
-            return
-        keys = list(graph)
-        workers = 1 if self.scheduler == "synchronous" else self.num_workers
-        chunksize = _chunksize(len(graph), workers)
-        try:
-            if self.dask_config:
-                self.held = []
-                try:
-                    with dask.config.set(self.dask_config):
-                        self._get(graph, keys, chunksize, calls)
-                finally:
-                    # Settled once the config is unset again: ``dask.config.set`` changes
-                    # the whole process's config, and a caller woken by a result would
-                    # otherwise still see it.
-                    held, self.held = self.held, None
-                    for call, result in held:
-                        self._settle(call, result)
-            else:
-                self._get(graph, keys, chunksize, calls)
-        except BaseException as exc:  # the pool broke or was stopped
-            for call in calls.values():
-                self.fail(call, exc)
-        for key, call in calls.items():  # nothing of this graph stays pending
-            self.fail(call, RuntimeError(f"task {key!r} was not computed"))
+        return graph, calls
 
     def _get(
         self, graph: dict[str, Any], keys: list[str], chunksize: int, calls: dict[str, _Call]
@@ -400,7 +499,7 @@ class _Graphs:
 
     def deliver(self, call: _Call, result: Any) -> None:
         """``call`` ended with what :func:`_execute` returned: settle its Future (later,
-        while the executor's dask config is set: see :meth:`compute`)."""
+        while the user's dask config is set: see :meth:`compute`)."""
         held = self.held
         if held is not None:
             held.append((call, result))
@@ -410,7 +509,7 @@ class _Graphs:
     def _take(self, call: _Call) -> bool:
         """Take ``call`` out of the live tasks; False if it is not there (it ended, or
         was cancelled: a later task may have its key by now)."""
-        key = call.future._key
+        key = call.key
         with self.lock:
             if self.live.get(key) is not call:
                 return False
@@ -420,7 +519,7 @@ class _Graphs:
     def _settle(self, call: _Call, result: Any) -> None:
         if not self._take(call):
             return
-        run, future = self.run, call.future
+        run, future = self.run, call.let_go()
         if result is _SKIPPED:
             run.cancel_pending(future, by_run=run.cancelled.is_set())
         elif isinstance(result, _Failure):
@@ -437,43 +536,102 @@ class _Graphs:
     def fail(self, call: _Call, error: BaseException) -> None:
         if not self._take(call):
             return
+        future = call.let_go()
         if self.run.cancelled.is_set():
-            self.run.cancel_pending(call.future, by_run=True)
+            self.run.cancel_pending(future, by_run=True)
         else:
-            self.run.settle(call.future, ERROR, error)
+            self.run.settle(future, ERROR, error)
 
     def cancel_all(self) -> None:
         with self.lock:
             calls = list(self.live.values())
             self.pending.clear()
             self.live.clear()
+        self.drivers.shutdown(wait=False, cancel_futures=True)
         if isinstance(self.pool, concurrent.futures.ProcessPoolExecutor):
             _terminate(self.pool)
         elif self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         for call in calls:
-            self.run.cancel_pending(call.future, by_run=True)
+            self.run.cancel_pending(call.let_go(), by_run=True)
 
     def cancel_one(self, future: Future[Any]) -> bool:
         with self.lock:  # a recorded one stays in `pending`: compute() skips it
             self.live.pop(future._key, None)
         return self.run.cancel_pending(future, by_run=False)
 
-    def close(self, cancelled: bool) -> None:
-        if not cancelled:
-            self.flush()
-        self.batches.put(_STOP)
+    def close(self, cancelled: bool) -> str | None:
         if cancelled:
             # A thread cannot be stopped: running tasks are left to finish on their own.
+            self.drivers.shutdown(wait=False, cancel_futures=True)
             if self.pool is not None:
                 self.pool.shutdown(
                     wait=isinstance(self.pool, concurrent.futures.ProcessPoolExecutor),
                     cancel_futures=True,
                 )
-            return
-        self.driver.join()
+            return None
+        self.flush()
+        self.drivers.shutdown(wait=True)
         if self.pool is not None:
             self.pool.shutdown(wait=True)
+        return None
+
+
+def _split_on_others(batch: list[_Call]) -> tuple[list[_Call], list[_Call]]:
+    """``batch`` in two, in order: the tasks that need nothing another graph computes,
+    and those that do (a pending dependency outside the batch, or one of these)."""
+    own = {call.key for call in batch}
+    now: list[_Call] = []
+    later: list[_Call] = []
+    waiting: set[str] = set()
+    for call in batch:
+        if any(
+            dep._key in waiting or (dep._status is PENDING and dep._key not in own)
+            for dep in call.deps
+        ):
+            waiting.add(call.key)
+            later.append(call)
+        else:
+            now.append(call)
+    return now, later
+
+
+def _wait_for_others(batch: list[_Call]) -> None:
+    """Wait for the dependencies of ``batch`` that another graph computes."""
+    own = {call.key for call in batch}
+    others = {
+        id(dep): dep
+        for call in batch
+        for dep in call.deps
+        if dep._status is PENDING and dep._key not in own
+    }
+    if others:
+        block_until_done(list(others.values()), None)
+
+
+class _SharedConfig:
+    """``dask.config.set(config)`` while any graph computes: set by the first graph in,
+    unset by the last one out (graphs overlap, and two ``dask.config.set`` that end in
+    another order than they began leave the first one's settings behind)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._users = 0
+        self._set: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._set = dask.config.set(self._config)
+            self._users += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._set.__exit__(None, None, None)
+                self._set = None
 
 
 def _chunksize(tasks: int, workers: int) -> int:
@@ -490,7 +648,12 @@ def _chunksize(tasks: int, workers: int) -> int:
 
 
 def _worker_ready() -> None:
-    """Runs first in every worker process: unpickling it imports this package there."""
+    """Runs first in every worker process: unpickling it imports this package there.
+
+    A task that computes a dask collection in a worker process computes it there, in
+    its own thread (SPEC §3.2): the process is the worker; a pool of threads in it would
+    compete with the other workers."""
+    dask.config.set(scheduler="synchronous")
 
 
 def _started_process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -586,33 +749,8 @@ class LocalDaskExecutor(Executor):
     def _settings(self) -> dict[str, Any]:
         return {"scheduler": self._scheduler, "num_workers": self._num_workers, **self._dask_config}
 
-    def _open(self, run: Run) -> str | None:
+    def _backend(self, run: Run) -> _Graphs:
         if self._scheduler == "processes":
             context = dask.multiprocessing.get_context()  # type: ignore[no-untyped-call]
             require_main_guard('LocalDaskExecutor("processes")', context.get_start_method())
-        run.backend = _Graphs(run, self)
-        return None
-
-    def _submit(self, run: Run, task: Task) -> None:
-        run.backend.record(task)
-
-    def _prepare(self, run: Run, futures: Iterable[Future[Any]]) -> None:
-        context = current_task.get()
-        if context is not None and context.run is run:
-            raise RuntimeError(
-                "a task of a LocalDaskExecutor cannot wait for other tasks of its run (it would "
-                "wait for itself); pass their Futures to submit() as arguments instead"
-            )
-        run.backend.flush()
-
-    def _want(self, run: Run, futures: Iterable[Future[Any]]) -> None:
-        run.backend.flush()
-
-    def _cancel_future(self, run: Run, future: Future[Any]) -> bool:
-        return bool(run.backend.cancel_one(future))
-
-    def _cancel_tasks(self, run: Run) -> None:
-        run.backend.cancel_all()
-
-    def _close(self, run: Run, cancelled: bool) -> None:
-        run.backend.close(cancelled)
+        return _Graphs(run, self)

@@ -24,6 +24,12 @@ def fail(message: str = "boom") -> None:
     raise ZeroDivisionError(message)
 
 
+def fail_if_negative(x: int) -> int:
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    return x
+
+
 def raise_this(error: BaseException) -> None:
     raise error
 
@@ -170,3 +176,101 @@ def submit_when_told(executor: Any, directory: str, limit: float) -> None:
     except Exception as exc:
         outcome = type(exc).__name__
     (folder / "done").write_text(outcome)
+
+
+class Box:
+    """A value that can be watched with a weak reference (ints and strs cannot)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Box) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def box(value: object) -> Box:
+    return Box(value)
+
+
+class Unbox:
+    """A callable object that can be watched with a weak reference."""
+
+    def __call__(self, boxed: Box) -> Box:
+        return Box(boxed.value)
+
+
+def wait_for_file(path: str, limit: float, value: object = None) -> object:
+    """Return ``value`` once ``path`` exists (at most ``limit`` seconds)."""
+    deadline = time.monotonic() + limit
+    while not pathlib.Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return value
+
+
+async def ainc(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0.001)
+    return x + 1
+
+
+async def afail(message: str) -> None:
+    import asyncio
+
+    await asyncio.sleep(0.001)
+    raise TaskError(message)
+
+
+async def ashould_run() -> bool:
+    import asyncio
+
+    from executors import should_run
+
+    await asyncio.sleep(0.001)
+    return should_run()
+
+
+async def afan_out(executor: Any, n: int) -> int:
+    """Inside an async task: submit ``n`` subtasks and await them all."""
+    import asyncio
+
+    futures = [executor.submit(inc, i) for i in range(n)]
+    results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+    return sum(results)
+
+
+def nested_compute(n: int) -> tuple[int, str, str]:
+    """Compute a small dask collection inside a task: its sum, the thread the task ran
+    in and the thread that ran the collection's pieces."""
+    import threading
+
+    import dask
+
+    outer = threading.current_thread().name
+    seen: list[str] = []
+
+    def piece(i: int) -> int:
+        seen.append(threading.current_thread().name)
+        return i
+
+    total = sum(dask.compute(*[dask.delayed(piece)(i) for i in range(n)]))
+    return total, outer, seen[0]
+
+
+async def acooperate(path: str, limit: float) -> int:
+    """:func:`cooperate` as an ``async def`` task, on the worker's event loop."""
+    import asyncio
+
+    from executors import should_run
+
+    started = time.time()
+    pathlib.Path(path + ".started").write_text(str(started))
+    steps = 0
+    while should_run() and time.time() - started < limit:
+        steps += 1
+        await asyncio.sleep(0.001)
+    pathlib.Path(path).write_text(f"{time.time()} {steps}")
+    return steps

@@ -249,6 +249,10 @@ class TestPickling:
             assert executor.submit(tasks.fan_out_in_block, executor, 4).result(timeout=60) == 10
         assert len(clusters.MADE) == before + 1  # no cluster was made on the worker
 
+    def test_an_async_task_submits_subtasks_and_awaits_them(self, scheduler_address: str) -> None:
+        with DaskExecutor(address=scheduler_address) as executor:
+            assert executor.submit(tasks.afan_out, executor, 4).result(timeout=60) == 10
+
     def test_nested_submission_from_worker_processes(self, scheduler_address: str) -> None:
         with DaskExecutor(address=scheduler_address) as executor:
             outer = [executor.submit(tasks.fan_out, executor, 3) for _ in range(3)]

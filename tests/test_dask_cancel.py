@@ -78,6 +78,18 @@ class TestCancel:
         time.sleep(0.5)  # room for a queued task that wrongly started to write its file
         assert not list(tmp_path.glob("touched-*"))
 
+    def test_an_async_task_learns_of_the_cancel_through_should_run(
+        self, tmp_path: pathlib.Path
+    ) -> None:
+        with DaskExecutor(cluster_kwargs=ONE_THREAD) as executor:
+            running = executor.submit(tasks.acooperate, str(tmp_path / "async"), 30.0)
+            assert wait_until(lambda: (tmp_path / "async.started").exists(), 30)
+            cancelled_at = time.time()
+            executor.cancel("stop it")
+            assert wait_until(lambda: (tmp_path / "async").exists(), 10)
+            assert running.cancelled()
+        assert _stopped_at(tmp_path / "async") - cancelled_at < 1.0
+
     def test_a_task_not_started_when_cancel_returns_never_starts(
         self, tmp_path: pathlib.Path
     ) -> None:

@@ -85,3 +85,12 @@ def test_adaptive() -> None:
     assert lines.index("submitting 12 tasks to an empty cluster") < grew[0]
     assert grew[0] < lines.index("idle now: waiting for the cluster to shrink") < min(shrank)
     assert "sum of squares: 506" in out and lines[-1] == "done"
+
+
+@pytest.mark.timeout(150)
+def test_asyncio_program() -> None:
+    out = _run("asyncio_program.py")
+    assert "lengths: [7, 4, 9, 7, 4]" in out
+    assert "squares: [49, 16, 81, 49, 16]" in out
+    ticks = int(re.search(r"ticked (\d+) times", out).group(1))  # type: ignore[union-attr]
+    assert ticks >= 3  # the loop was never blocked for the whole wait

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import threading
 import time
 import traceback
 
@@ -195,3 +196,41 @@ class TestThreads:
         time.sleep(0.5)
         assert blocker.cancelled() and all(f.cancelled() for f in queued)
         assert list(tmp_path.iterdir()) == []
+
+
+class TestGraphsSideBySide:
+    @pytest.mark.parametrize("scheduler", ["threads", "processes"])
+    def test_a_new_task_does_not_wait_behind_a_graph_while_workers_are_free(
+        self, scheduler: str, tmp_path: pathlib.Path
+    ) -> None:
+        go = tmp_path / "go"
+        with LocalDaskExecutor(scheduler, num_workers=2) as ex:
+            slow = ex.submit(tasks.wait_for_file, str(go), 30.0, 1)
+            with pytest.raises(TimeoutError):
+                slow.result(timeout=0.05)  # its graph is computing now
+            dependent = ex.submit(tasks.inc, slow)  # a later graph that needs the first
+            fast = ex.submit(tasks.inc, 1)
+            assert fast.result(timeout=10) == 2  # a free worker took it
+            assert not dependent.done()
+            go.write_text("")
+            assert ex.wait([slow, dependent], timeout=30) == [1, 2]
+
+
+class TestNestedDask:
+    @pytest.mark.parametrize("scheduler", ["threads", "synchronous", "processes"])
+    def test_a_task_computes_a_collection_with_the_executors_scheduler(
+        self, scheduler: str
+    ) -> None:
+        # In the task's own thread, as the worker it is: no second pool, and no wait on
+        # a pool that its own task fills.
+        before = {thread.name for thread in threading.enumerate()}
+        with LocalDaskExecutor(scheduler, num_workers=2) as ex:
+            total, outer, inner = ex.submit(tasks.nested_compute, 5).result(timeout=60)
+            new = {thread.name for thread in threading.enumerate()} - before
+        assert total == 10 and inner == outer
+        assert not [name for name in new if name.startswith("ThreadPoolExecutor")]
+
+    def test_nested_computes_of_every_worker_at_once_do_not_deadlock(self) -> None:
+        with LocalDaskExecutor("threads", num_workers=2) as ex:
+            totals = ex.wait([ex.submit(tasks.nested_compute, 20) for _ in range(8)], timeout=60)
+        assert [total for total, _, _ in totals] == [190] * 8
