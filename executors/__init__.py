@@ -15,11 +15,12 @@ from . import exceptions, signals
 from ._base import Executor
 from ._context import should_run
 from ._dask import DaskExecutor
-from ._future import Future, as_completed
+from ._future import Future
 from ._local import LocalExecutor
 from ._local_dask import LocalDaskExecutor
 from ._logging import configure_logging
 from ._version import __version__
+from ._waiting import as_completed
 from .exceptions import CancelledError, ConnectError
 from .signals import WorkerInfo
 

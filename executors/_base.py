@@ -15,24 +15,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import signals
 from ._dispatch import Dispatcher
-from ._future import (
-    FINISHED,
-    NOT_FETCHED,
-    PENDING,
-    Future,
-    _deadline,
-    _remaining,
-    block_until_done,
-    fetch_all,
-    prepare_all,
-)
+from ._future import NOT_FETCHED, PENDING, Future, deadline
 from ._logging import get_logger
-from ._progress import open_progress_bar
-from ._run import DISPATCHER_JOIN_TIMEOUT, Backend, Run
-from ._structure import ATOMIC, find_futures, replace_futures
+from ._run import Backend, Run
+from ._structure import ATOMIC, find_futures
 from ._task import Task, task_options
+from ._waiting import results_in_order, wait_for
 
 __all__ = ["Executor"]
 
@@ -152,20 +141,11 @@ class Executor(abc.ABC):
                 )
             self._starting = True
         try:
-            dispatcher = Dispatcher(f"executors-dispatch-{id(self):x}", self, self._log)
-            run = Run(self, dispatcher)
-            try:
-                run.backend = self._backend(run)
-                dashboard_link = run.backend.open()
-            except BaseException:
-                dispatcher.close(DISPATCHER_JOIN_TIMEOUT)
-                raise
+            run = Run(self, Dispatcher(f"executors-dispatch-{id(self):x}", self, self._log))
+            run.open(self._backend)
             with self._lifecycle_lock:
                 self._run = run
             run.opened(self)
-            dispatcher.send(signals.executor_started, dashboard_link=dashboard_link)
-            self._log.info("executor_started", dashboard_link=dashboard_link)
-            run.backend.after_open()
         finally:
             with self._lifecycle_lock:
                 self._starting = False
@@ -257,7 +237,7 @@ class Executor(abc.ABC):
         :raises ValueError: if ``extra_context`` has ``key`` or ``map_index``.
         :raises TimeoutError: when a result is not ready ``timeout`` seconds after the call.
         """
-        deadline = _deadline(timeout)
+        until = deadline(timeout)
         context = dict(extra_context or {})
         for reserved in ("key", "map_index"):
             if reserved in context:
@@ -268,31 +248,7 @@ class Executor(abc.ABC):
             self.submit(fn, *items, extra_context={**context, "map_index": index})
             for index, items in enumerate(zip(*iterables, strict=False))
         ]
-        return self._map_results(futures, deadline, timeout)
-
-    @staticmethod
-    def _map_results(
-        futures: list[Future[T]], deadline: float | None, timeout: float | None
-    ) -> Iterator[T]:
-        try:
-            futures.reverse()
-            while futures:
-                future = futures[-1]
-                try:
-                    if future._status is PENDING or future._value is NOT_FETCHED:
-                        future._bring(_remaining(deadline))
-                except TimeoutError:
-                    raise TimeoutError(
-                        f"map(): the result of {future.key!r} was not ready within the "
-                        f"timeout of {timeout} s"
-                    ) from None
-                del future
-                # Popped before it is yielded, and no name bound to it: once the caller
-                # drops the result, nothing of ours keeps it alive.
-                yield futures.pop().result()
-        finally:
-            for future in futures:
-                future.cancel()
+        return results_in_order(futures, until, timeout)
 
     def wait(self, futures: Any, timeout: float | None = None, progress: bool = False) -> Any:
         """Wait for every Future in ``futures``; return the same structure with results.
@@ -306,47 +262,7 @@ class Executor(abc.ABC):
         :raises Exception: the first task error, with its own type and traceback.
         :raises executors.CancelledError: when a Future was cancelled.
         """
-        deadline = _deadline(timeout)
-        found: dict[Future[Any], None] = {}
-        find_futures(futures, found)
-        bar = open_progress_bar(found) if progress else None
-        try:
-            return self._wait(futures, found, timeout, deadline)
-        finally:
-            if bar is not None:
-                bar.close()
-
-    def _wait(
-        self,
-        futures: Any,
-        found: dict[Future[Any], None],
-        timeout: float | None,
-        deadline: float | None,
-    ) -> Any:
-        pending = []
-        for future in found:
-            state = future._status
-            if state is PENDING:
-                pending.append(future)
-            elif state is not FINISHED:
-                raise future._value
-        if pending:
-            prepare_all(pending)
-            waiter = block_until_done(pending, timeout, fail_fast=True)
-            if waiter.failed is not None:
-                raise waiter.failed._value
-            if not waiter.event.is_set():
-                still = sum(1 for future in pending if future._status is PENDING)
-                raise TimeoutError(f"{still} of {len(found)} tasks not done within {timeout} s")
-        try:
-            fetch_all(found, _remaining(deadline))
-        except TimeoutError:
-            unfetched = sum(1 for future in found if future._value is NOT_FETCHED)
-            raise TimeoutError(
-                f"the results of {unfetched} of {len(found)} tasks did not arrive within "
-                f"{timeout} s"
-            ) from None
-        return replace_futures(futures, Future.result)
+        return wait_for(futures, timeout, progress)
 
     def cancel(self, reason: str = "cancelled") -> bool:
         """Cancel the run: tasks not started never start, pending Futures raise

@@ -12,18 +12,28 @@ import asyncio
 import contextvars
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._context import TaskContext, current_task
+from ._structure import resolve_refs
 
 __all__ = ["call_in_context", "run_to_end"]
 
 
 def call_in_context(
-    context: TaskContext, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    context: TaskContext | None,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    values: Mapping[str, Any] | None = None,
 ) -> Any:
-    """``fn(*args, **kwargs)`` run to its end, with ``context`` as the current task's."""
+    """``fn(*args, **kwargs)`` run to its end, with ``context`` as the current task's,
+    the :class:`~._structure.Ref` placeholders in the arguments filled from ``values``
+    (the results of its dependencies, by key)."""
+    if values:
+        args = resolve_refs(args, values)
+        kwargs = resolve_refs(kwargs, values)
     token = current_task.set(context)
     try:
         return run_to_end(fn(*args, **kwargs))

@@ -67,8 +67,9 @@ class Dispatcher:
         return self._thread
 
     def send(self, signal: NamedSignal, /, **kwargs: Any) -> None:
-        """Queue ``signal`` with ``kwargs``, unless nobody listens to it at all."""
-        if signal.receivers:
+        """Queue ``signal`` with ``kwargs``, unless nobody listens to it at all, or it is
+        muted (blinker's ``Signal.muted()``) while it happens."""
+        if signal.receivers and not signal.is_muted:
             if self._inline:
                 self._send(signal, kwargs)
             else:
@@ -103,7 +104,9 @@ class Dispatcher:
             return
         self._thread.join(timeout)
         if self._thread.is_alive():
-            self._log.error("dispatcher_join_timeout", thread=self._thread.name, timeout=timeout)
+            self._log.error(
+                "dispatcher_join_timeout", thread_name=self._thread.name, timeout=timeout
+            )
             raise RuntimeError(
                 f"signal receivers of {self._sender_name} still running after {timeout} s"
             )

@@ -1,4 +1,4 @@
-"""``Future``, the handle ``submit`` returns on every executor, and ``as_completed``.
+"""``Future``, the handle ``submit`` returns on every executor.
 
 ``Future`` is a ``concurrent.futures.Future``, so that ``concurrent.futures.wait`` and
 ``as_completed``, ``asyncio.wrap_future`` and ``loop.run_in_executor`` take it. Those
@@ -15,7 +15,7 @@ import concurrent.futures
 import concurrent.futures._base as _cf
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
@@ -25,9 +25,9 @@ __all__ = [
     "NOT_FETCHED",
     "PENDING",
     "Future",
-    "as_completed",
-    "block_until_done",
-    "fetch_all",
+    "Waiter",
+    "deadline",
+    "remaining",
 ]
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ class _Owner(Protocol):
     def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None: ...
 
 
-class _Waiter:
+class Waiter:
     """Wakes one blocked caller when ``count`` Futures are done, or at the first failure."""
 
     __slots__ = ("_count", "_fail_fast", "_lock", "event", "failed")
@@ -89,29 +89,6 @@ class _Waiter:
                 self.failed = future
             if self._count <= 0 or (self._fail_fast and self.failed is not None):
                 self.event.set()
-
-
-class _QueueWaiter:
-    """Collects Futures as they finish, for ``as_completed``."""
-
-    __slots__ = ("_done", "_event", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._event = threading.Event()
-        self._done: list[Future[Any]] = []
-
-    def notify(self, future: Future[Any]) -> None:
-        with self._lock:
-            self._done.append(future)
-            self._event.set()
-
-    def take(self, timeout: float | None) -> list[Future[Any]]:
-        self._event.wait(timeout)
-        with self._lock:
-            done, self._done = self._done, []
-            self._event.clear()
-        return done
 
 
 class Future(concurrent.futures.Future[T]):
@@ -212,15 +189,15 @@ class Future(concurrent.futures.Future[T]):
 
     def _bring(self, timeout: float | None) -> None:
         """Wait for the task and bring its result here (it may end in error meanwhile)."""
-        deadline = _deadline(timeout)
+        until = deadline(timeout)
         if self._status is PENDING:
             self._owner.prepare((self,))
             # An executor that fetches results (DaskExecutor) waits for the task and brings
             # its result back in the same trip to its loop: one thread hop less (P2).
             self._owner.fetch([self], timeout)
-            self._wait(_remaining(deadline))
+            self._wait(remaining(until))
         if self._status is FINISHED and self._value is NOT_FETCHED:
-            self._owner.fetch([self], _remaining(deadline))
+            self._owner.fetch([self], remaining(until))
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The task's exception, or None if it succeeded.
@@ -259,7 +236,7 @@ class Future(concurrent.futures.Future[T]):
     def _wait(self, timeout: float | None) -> None:
         """Block until done, or raise TimeoutError; the caller has called ``prepare``
         and words the error (it knows the timeout it was given)."""
-        waiter = _Waiter(1)
+        waiter = Waiter(1)
         if self._add_waiter(waiter) and not waiter.event.wait(timeout):
             self._remove_waiter(waiter)
             if self._status is PENDING:
@@ -336,110 +313,11 @@ class Future(concurrent.futures.Future[T]):
         raise RuntimeError("an executors.Future is settled by its executor, not by hand")
 
 
-def block_until_done(
-    futures: list[Future[Any]], timeout: float | None, fail_fast: bool = False
-) -> _Waiter:
-    """Block until every one of ``futures`` is done (or, with ``fail_fast``, one failed),
-    or ``timeout`` passed; the waiter tells which (``event`` set, ``failed``)."""
-    waiter = _Waiter(len(futures), fail_fast)
-    if not futures:
-        waiter.event.set()
-        return waiter
-    for future in futures:
-        if not future._add_waiter(waiter):
-            waiter.notify(future)
-    if not waiter.event.wait(timeout):
-        for future in futures:
-            future._remove_waiter(waiter)
-    return waiter
-
-
-def _deadline(timeout: float | None) -> float | None:
+def deadline(timeout: float | None) -> float | None:
+    """When ``timeout`` seconds from now will have passed (None: never)."""
     return None if timeout is None else time.monotonic() + timeout
 
 
-def _remaining(deadline: float | None) -> float | None:
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (never below 0; None: no deadline)."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def prepare_all(futures: Iterable[Future[Any]]) -> None:
-    """Ask each run to get its pending Futures computed (lazy executors need this)."""
-    by_owner: dict[int, tuple[_Owner, list[Future[Any]]]] = {}
-    for future in futures:
-        if future._status is PENDING:
-            by_owner.setdefault(id(future._owner), (future._owner, []))[1].append(future)
-    for owner, pending in by_owner.values():
-        owner.prepare(pending)
-
-
-def fetch_all(futures: Iterable[Future[Any]], timeout: float | None) -> None:
-    """Fetch the results still on the cluster, in one round trip per run."""
-    by_owner: dict[int, tuple[_Owner, list[Future[Any]]]] = {}
-    for future in futures:
-        if future._value is NOT_FETCHED:
-            by_owner.setdefault(id(future._owner), (future._owner, []))[1].append(future)
-    for owner, unfetched in by_owner.values():
-        owner.fetch(unfetched, timeout)
-
-
-def as_completed(
-    futures: Iterable[Future[T]], timeout: float | None = None, progress: bool = False
-) -> Iterator[Future[T]]:
-    """Yield the Futures as they finish (those already done first).
-
-    ``progress=True`` draws a progress bar on stderr when it is a terminal (with tqdm,
-    the ``progress`` extra), until the iteration ends.
-
-    :raises TimeoutError: when some are not done within ``timeout`` seconds of the call.
-    """
-    deadline = _deadline(timeout)
-    unique = list(dict.fromkeys(futures))
-    prepare_all(unique)
-    waiter = _QueueWaiter()
-    pending: set[Future[T]] = set()
-    ready: list[Future[T]] = []
-    for future in unique:
-        (pending.add(future) if future._add_waiter(waiter) else ready.append(future))
-    completed = _yield_completed(ready, pending, waiter, deadline, timeout, len(unique))
-    return _with_progress_bar(completed, unique) if progress else completed
-
-
-def _with_progress_bar(
-    completed: Iterator[Future[T]], futures: list[Future[T]]
-) -> Iterator[Future[T]]:
-    from ._progress import open_progress_bar  # it imports this module
-
-    bar = open_progress_bar(futures)
-    try:
-        yield from completed
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _yield_completed(
-    ready: list[Future[T]],
-    pending: set[Future[T]],
-    waiter: _QueueWaiter,
-    deadline: float | None,
-    timeout: float | None,
-    total: int,
-) -> Iterator[Future[T]]:
-    # Each Future is popped from every list and set before it is yielded, and no name is
-    # bound to it here: once the caller drops it, nothing of ours keeps it alive
-    # (CPython issue 16284).
-    try:
-        ready.reverse()
-        while ready:
-            yield ready.pop()
-        while pending:
-            done = waiter.take(_remaining(deadline))
-            if not done and deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"{len(pending)} of {total} futures not done within {timeout} s")
-            done.reverse()
-            while done:
-                pending.discard(done[-1])
-                yield done.pop()
-    finally:
-        for future in pending:
-            future._remove_waiter(waiter)

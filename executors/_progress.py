@@ -1,9 +1,12 @@
 """The progress bar of ``wait(..., progress=True)`` and ``as_completed(..., progress=True)``.
 
 It counts the Futures it was given as ``task_finished`` reports them (SPEC §5: the signal
-is only sent while someone listens, so the bar costs nothing when off), on the dispatcher
-thread of each executor involved. tqdm draws it (the ``progress`` extra), on stderr, and
-only when stderr is a terminal: a log file or a pipe gets nothing.
+is only sent while someone listens, so the bar costs nothing when off), on the
+dispatcher thread of each executor involved. It knows the Futures by their public API
+only (``key``, ``done()``, ``cancelled()``, ``exception()``), and listens to every
+executor, keeping the keys it was given. tqdm draws it (the ``progress`` extra), on
+stderr, and only when stderr is a terminal: a log file or a pipe gets nothing. Lines
+printed while a bar is drawn go above it (:func:`print_above_bars`).
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable
+from concurrent.futures import Future
 from typing import Any, TextIO
 
 from . import signals
-from ._future import CANCELLED, ERROR, PENDING, Future
 
-__all__ = ["ProgressBar", "open_progress_bar", "progress_bar_shown"]
+__all__ = ["ProgressBar", "open_progress_bar", "print_above_bars", "progress_bar_shown"]
 
 MISSING_TQDM = (
     "progress=True draws its bar with tqdm, which is not installed: "
@@ -64,7 +67,7 @@ class ProgressBar:
 
     def __init__(self, futures: list[Future[Any]], stream: TextIO, tqdm_class: Any) -> None:
         self._lock = threading.Lock()
-        self._futures = {future._key: future for future in futures}
+        self._futures = {future.key: future for future in futures}  # type: ignore[attr-defined]
         self._counted: set[str] = set()
         self.failed = 0
         self.cancelled = 0
@@ -75,17 +78,11 @@ class ProgressBar:
         self._bar: Any = Bar(
             total=len(self._futures), file=stream, unit="task", desc="tasks", dynamic_ncols=True
         )
-        senders = {
-            id(executor): executor
-            for future in futures
-            if (executor := getattr(future._owner, "executor", None)) is not None
-        }
-        for sender in senders.values():
-            signals.task_finished.connect(self._on_finished, sender=sender, weak=False)
+        signals.task_finished.connect(self._on_finished, weak=False)
         with self._lock:  # those that ended before the receiver was connected
-            for future in futures:
-                if future._status is not PENDING:
-                    self._count(future._key, future._status)
+            for key, future in self._futures.items():
+                if future.done():
+                    self._count(key, _state(future))
             self._bar.refresh()
 
     @property
@@ -102,9 +99,9 @@ class ProgressBar:
         if key in self._counted:
             return
         self._counted.add(key)
-        if state == ERROR:
+        if state == "error":
             self.failed += 1
-        elif state == CANCELLED:
+        elif state == "cancelled":
             self.cancelled += 1
         if self.failed or self.cancelled:
             self._bar.set_postfix_str(
@@ -114,14 +111,32 @@ class ProgressBar:
 
     def close(self) -> None:
         """Count the Futures that have ended but not been reported yet; end the bar."""
-        # From every sender at once: blinker keeps a receiver in `receivers` until it is
-        # disconnected from all of them, and task_finished is sent while any is there.
         signals.task_finished.disconnect(self._on_finished)
         with self._lock:
             if self._bar is None:
                 return
             for key, future in self._futures.items():
-                if future._status is not PENDING:
-                    self._count(key, future._status)
+                if future.done():
+                    self._count(key, _state(future))
             self._bar.close()
             self._bar = None
+
+
+def _state(future: Future[Any]) -> str:
+    """``task_finished``'s word for how a done Future ended (its result is not fetched)."""
+    if future.cancelled():
+        return "cancelled"
+    return "error" if future.exception(timeout=0) is not None else "finished"
+
+
+def print_above_bars(line: str, stream: TextIO | None = None) -> None:
+    """Print ``line`` on ``stream`` (stdout), above any progress bar being drawn on the
+    terminal, not into its line."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        import tqdm
+    except ImportError:
+        print(line, file=stream, flush=True)
+        return
+    tqdm.tqdm.write(line, file=stream)
+    stream.flush()

@@ -17,22 +17,38 @@ import concurrent.futures.thread  # noqa: F401
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from . import signals
 from ._context import TaskContext
 from ._dispatch import Dispatcher
 from ._future import CANCELLED, ERROR, NOT_FETCHED, PENDING, Future
+from ._logging import get_logger
 from ._task import Task
 from .exceptions import CancelledError
 
-if TYPE_CHECKING:
-    from ._base import Executor
+__all__ = ["Backend", "Owner", "Run", "describe"]
 
-__all__ = ["Backend", "Run", "describe"]
+_log = get_logger(__name__)
 
 # How long a stop waits for the signal receivers to drain before it gives up and says so.
 DISPATCHER_JOIN_TIMEOUT = 30.0
+
+
+class Owner(Protocol):
+    """What a run needs of its executor (``_base.Executor``)."""
+
+    @property
+    def executor_id(self) -> str: ...
+
+    @property
+    def _log(self) -> Any: ...
+
+    def _closed(self, run: Run, report: str | None) -> None:
+        """The run's backend has closed; ``report`` is what its ``close`` returned."""
+
+    def _forget(self, run: Run) -> None:
+        """The run has ended: the executor can be started again."""
 
 
 class Backend(Protocol):
@@ -81,7 +97,7 @@ def describe(exc: BaseException) -> str:
 class Run:
     """One start()..stop() of an executor: what its Futures and tasks refer to."""
 
-    def __init__(self, executor: Executor, dispatcher: Dispatcher) -> None:
+    def __init__(self, executor: Owner, dispatcher: Dispatcher) -> None:
         self._executor = weakref.ref(executor)
         self.executor_id = executor.executor_id
         self.log = executor._log
@@ -94,6 +110,7 @@ class Run:
         self.task_context = TaskContext(self.cancelled, self)
         self.backend: Backend = None  # type: ignore[assignment]  # set by Executor._begin
         self._abandoned: weakref.finalize[Any, Any] | None = None
+        self._dashboard_link: str | None = None
         # Futures by the keys given in extra_context (guarded by `lock`): two live tasks
         # must never share a key (on Dask they would share one task). Weak: a Future the
         # caller dropped is no task of the run once the backend let go of it too.
@@ -102,7 +119,7 @@ class Run:
         )
 
     @property
-    def executor(self) -> Executor | None:
+    def executor(self) -> Owner | None:
         """The executor, while anybody holds it."""
         return self._executor()
 
@@ -175,13 +192,28 @@ class Run:
 
     # -- its life ------------------------------------------------------------------------
 
-    def opened(self, executor: Executor) -> None:
-        """The run is open: finish it at interpreter exit, or when ``executor`` is
+    def open(self, backend: Callable[[Run], Backend]) -> None:
+        """Make the run's backend and open it; a start that fails delivers its signals
+        and ends the dispatcher before it raises."""
+        try:
+            self.backend = backend(self)
+            dashboard_link = self.backend.open()
+        except BaseException:
+            self.dispatcher.close(DISPATCHER_JOIN_TIMEOUT)
+            raise
+        self._dashboard_link = dashboard_link
+
+    def opened(self, executor: Owner) -> None:
+        """The run is the executor's now: ``executor_started`` goes first, the backend's
+        events after it. Finish the run at interpreter exit, or when ``executor`` is
         collected while it runs."""
         with _open_runs_lock:
             _open_runs.add(self)
         self._abandoned = weakref.finalize(executor, _stop_abandoned, self)
         self._abandoned.atexit = False  # the exit hook below finishes it first
+        self.dispatcher.send(signals.executor_started, dashboard_link=self._dashboard_link)
+        self.log.info("executor_started", dashboard_link=self._dashboard_link)
+        self.backend.after_open()
 
     def cancel(self, reason: str) -> bool:
         """Cancel the run once: ``run_cancelled``, then the backend cancels its tasks."""
@@ -268,7 +300,14 @@ def _finish_open_runs() -> None:
     """
     with _open_runs_lock:
         runs = list(_open_runs)
+    if not runs:
+        return
     interrupted = False
+    try:
+        ids = [run.executor_id for run in runs]
+        _log.info("finishing_open_runs", runs=len(runs), executors=ids)
+    except KeyboardInterrupt:
+        interrupted = True
     for run in runs:
         try:
             if interrupted:

@@ -7,7 +7,7 @@ any depth. Anything else is a leaf, as in Dask.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._future import Future
@@ -71,6 +71,6 @@ def to_refs(obj: Any) -> Any:
     return replace_futures(obj, lambda future: Ref(future._key))
 
 
-def resolve_refs(obj: Any, values: dict[str, Any]) -> Any:
+def resolve_refs(obj: Any, values: Mapping[str, Any]) -> Any:
     """``obj`` with each :class:`Ref` replaced by ``values[ref.key]``."""
     return replace_futures(obj, lambda ref: values[ref.key], Ref)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
 from collections.abc import Callable, Mapping
+from types import FunctionType
 from typing import Any
+
+from dask.utils import funcname
 
 from ._future import Future
 
@@ -47,9 +51,24 @@ NO_OPTIONS = TaskOptions()
 
 
 class Task:
-    """One submitted call: ``fn(*args, **kwargs)`` and the Futures it depends on."""
+    """One submitted call: ``fn(*args, **kwargs)``, the Futures it depends on, its options
+    and its Future. The one record of it that every executor keeps, from ``submit`` to
+    its end; the last four fields are for a graph that computes it (LocalDaskExecutor).
+    """
 
-    __slots__ = ("args", "deps", "fn", "future", "kwargs", "options")
+    __slots__ = (
+        "args",
+        "backend",
+        "dep_keys",
+        "deps",
+        "fn",
+        "future",
+        "key",
+        "known",
+        "kwargs",
+        "needed",
+        "options",
+    )
 
     def __init__(
         self,
@@ -65,18 +84,47 @@ class Task:
         self.kwargs = kwargs
         self.deps = deps
         self.options = options
-        self.future = future
+        self.future: Future[Any] = future
+        self.key = future._key
+        self.backend: Any = None  # what runs it, where its node needs to know
+        self.dep_keys: tuple[str, ...] = ()  # dependencies computed in the same graph
+        self.known: dict[str, Any] = _NOTHING_KNOWN  # outcomes of those that ended before
+        self.needed = False  # a task of the same graph takes its result
+
+    def let_go(self) -> Future[Any]:
+        """It has ended: keep nothing of it, its Future included (SPEC §3: a computed
+        graph keeps no function, argument, result or Future alive). The Future, for its
+        settling."""
+        future = self.future
+        self.future = None  # type: ignore[assignment]
+        self.fn = _ended
+        self.args = ()
+        self.kwargs = {}
+        self.deps = ()
+        self.known = _NOTHING_KNOWN
+        return future
+
+
+_NOTHING_KNOWN: dict[str, Any] = {}  # shared, never written to
+
+
+def _ended(*args: Any, **kwargs: Any) -> None:
+    """What an ended task holds instead of its function."""
 
 
 def function_name(fn: Callable[..., Any]) -> str:
-    """``fn.__name__``, looking through ``functools.partial`` and callable objects."""
-    name = getattr(fn, "__name__", None)
-    if isinstance(name, str):
-        return name
-    inner = getattr(fn, "func", None)
-    if inner is not None and inner is not fn:
-        return function_name(inner)
-    return type(fn).__name__
+    """The name Dask's dashboard gives ``fn`` (``dask.utils.funcname``: through partials,
+    ``"lambda"`` for a lambda), or its type's name for a callable object without one."""
+    if type(fn) is FunctionType:  # the usual case, at the cost of P3's budget
+        name = fn.__name__
+        return "lambda" if name == "<lambda>" else name[:50]
+    name = funcname(fn)
+    if name.startswith("<"):  # funcname's str() of an object: an address, not a name
+        inner = fn
+        while isinstance(inner, functools.partial):
+            inner = inner.func
+        return type(inner).__name__
+    return name
 
 
 # Key suffixes: 128 random bits as 32 hex digits, as ``uuid4().hex`` spells them. But

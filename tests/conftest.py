@@ -19,7 +19,9 @@ from typing import Any
 import psutil
 import pytest
 
+import executors
 from executors import DaskExecutor, Executor, LocalDaskExecutor, LocalExecutor
+from executors._dask import _loop
 
 LEAK_GRACE_SECONDS = 5.0
 
@@ -89,9 +91,9 @@ def kind(request: pytest.FixtureRequest) -> Kind:
     return _bound(request.param, request)
 
 
-@pytest.fixture(scope="class", params=KINDS, ids=[kind.id for kind in KINDS])
+@pytest.fixture(scope="module", params=KINDS, ids=[kind.id for kind in KINDS])
 def shared_ex(request: pytest.FixtureRequest) -> Iterator[Executor]:
-    """A started executor of each kind, shared by the tests of a class: for tests that
+    """A started executor of each kind, shared by the tests of a module: for tests that
     leave it as they found it (no cancel, no stop), so that each kind starts once."""
     with _bound(request.param, request)() as executor:
         SHARED_THREADS.add(f"{id(executor):x}")
@@ -235,10 +237,17 @@ def dask_processes() -> Iterator[DaskProcesses]:
 
 
 @pytest.fixture
-def ex(kind: Kind) -> Iterator[Executor]:
-    """A started executor of each kind."""
-    with kind() as executor:
-        yield executor
+def ex(shared_ex: Executor) -> Executor:
+    """A started executor of each kind, shared by the tests of a module (``shared_ex``):
+    a test that stops or cancels it, or needs a fresh one, starts its own from ``kind``."""
+    return shared_ex
+
+
+@pytest.fixture
+def shared_kind(request: pytest.FixtureRequest, shared_ex: Executor) -> Kind:
+    """What the behaviour tests may expect of ``shared_ex`` (its :class:`Kind`)."""
+    given: Kind = request.node.callspec.params["shared_ex"]
+    return given
 
 
 # Threads that live as long as the interpreter once started (distributed's own leak check
@@ -251,6 +260,10 @@ def _helper_pids() -> set[int]:
     tracker = getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)
     return {tracker} if tracker else set()
 
+
+# multiprocessing's resource tracker lives as long as the interpreter, with a pipe of its
+# own: started here, not by whichever test first starts a process.
+multiprocessing.resource_tracker.ensure_running()
 
 # Processes of session-scoped fixtures: they outlive single tests on purpose.
 SESSION_PIDS: set[int] = set()
@@ -275,11 +288,27 @@ def _children() -> set[int]:
     return mine - _helper_pids() - _session_pids()
 
 
+def _fds() -> dict[int, str]:
+    """This process's open file descriptors, with what each is (a file, pipe, socket)."""
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # closed meanwhile (the one listdir itself used, say)
+            continue
+    return found
+
+
 @pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    """Fail a test that leaves a thread or a child process behind."""
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a thread, a child process or a file descriptor behind.
+
+    Not file descriptors where the test shares an executor with others: its pooled
+    connections outlive single tests on purpose."""
     threads_before = set(threading.enumerate())
     children_before = _children()
+    count_fds = "shared_ex" not in request.fixturenames and os.path.isdir("/proc/self/fd")
+    fds_before = _fds() if count_fds else {}
     yield
     deadline = time.monotonic() + LEAK_GRACE_SECONDS
     while True:
@@ -292,12 +321,76 @@ def no_leaks() -> Iterator[None]:
             and not any(shared in t.name for shared in SHARED_THREADS)
         ]
         children = _children() - children_before
-        if not threads and not children:
+        fds = {}
+        if count_fds:
+            fds = {fd: what for fd, what in _fds().items() if fds_before.get(fd) != what}
+        if not threads and not children and not fds:
             return
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    pytest.fail(f"test leaked threads {[t.name for t in threads]} and child processes {children}")
+    pytest.fail(
+        f"test leaked threads {[t.name for t in threads]}, child processes {children} and "
+        f"file descriptors {fds}"
+    )
+
+
+# The executors' loop threads run in asyncio's debug mode in the tests: asyncio then logs
+# every callback that holds the loop too long (STYLE, threading rule 2).
+_loop.DEBUG = True
+
+
+class _LoopTrouble(logging.Handler):
+    """Collects what asyncio says when a loop is misused: a callback that held an
+    executors loop thread too long, a task destroyed while pending, a closed loop."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.found: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if trouble := loop_trouble(record):
+            self.found.append(trouble)
+
+
+# Where the callbacks that must not hold a loop are written: the package and its tests.
+# (A temporary cluster's scheduler runs on the executor's loop too: its callbacks are
+# distributed's, and under load some take longer.)
+OUR_CODE = (
+    os.path.dirname(executors.__file__) + os.sep,
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+)
+
+
+def loop_trouble(record: logging.LogRecord) -> str | None:
+    """What is wrong, if ``record`` says that a loop was misused (see _LoopTrouble)."""
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+        text += f" {record.exc_info[1]!r}"
+    slow = text.startswith("Executing ") and " took " in text
+    if slow and record.threadName.startswith("executors-loop"):
+        # The callback's repr says where it was made (asyncio's debug mode).
+        created = text.split(" took ")[0]
+        if any(place in created for place in OUR_CODE):
+            return f"slow callback on {record.threadName}: {text}"
+        return None
+    for words in ("Task was destroyed but it is pending", "Event loop is closed"):
+        if words in text:
+            return text
+    return None
+
+
+_trouble = _LoopTrouble()
+logging.getLogger("asyncio").addHandler(_trouble)
+
+
+@pytest.fixture(autouse=True)
+def no_loop_trouble(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which asyncio said a loop was misused (see loop_trouble)."""
+    _trouble.found.clear()
+    yield
+    if _trouble.found and "loop_trouble_expected" not in request.keywords:
+        pytest.fail(f"asyncio said: {_trouble.found}")
 
 
 class Recorder:

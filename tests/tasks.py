@@ -274,3 +274,11 @@ async def acooperate(path: str, limit: float) -> int:
         await asyncio.sleep(0.001)
     pathlib.Path(path).write_text(f"{time.time()} {steps}")
     return steps
+
+
+def started_then_wait(started: str, go: str, limit: float, ended: str | None = None) -> None:
+    """Say it started (``started``), wait for the test's ``go`` file, then say it ended."""
+    pathlib.Path(started).write_text(str(os.getpid()))
+    wait_for_file(go, limit)
+    if ended is not None:
+        pathlib.Path(ended).write_text("")

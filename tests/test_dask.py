@@ -84,27 +84,27 @@ class TestWhereItRuns:
             assert executor.submit(tasks.inc, 1).result(timeout=30) == 2
         assert clusters.MADE[-1] == {"made_by": "narrow", "n_workers": 1, "asynchronous": True}
 
-    def test_an_adapt_that_returns_a_coroutine_is_awaited(self) -> None:
+    @pytest.mark.parametrize(
+        ("cluster_class", "adapted"),
+        [
+            (clusters.RecordingCluster, {"minimum": 0, "maximum": 1}),
+            # dask-kubernetes' operator KubeCluster: scaling starts once it is awaited.
+            (clusters.AsyncAdaptCluster, {"awaited": True, "minimum": 0, "maximum": 1}),
+        ],
+        ids=["adapt", "awaitable-adapt"],
+    )
+    def test_adapt_kwargs_scale_a_cluster_from_zero_workers(
+        self, cluster_class: Any, adapted: dict[str, Any]
+    ) -> None:
         executor = DaskExecutor(
-            cluster_class=clusters.AsyncAdaptCluster,
+            cluster_class=cluster_class,
             cluster_kwargs={**TEMPORARY_CLUSTER, "n_workers": 0},
             adapt_kwargs={"minimum": 0, "maximum": 1},
         )
         with executor:
             # With no worker, this only finishes because adaptive scaling added one.
             assert executor.submit(tasks.inc, 4).result(timeout=60) == 5
-        assert clusters.ADAPTED[-1] == {"awaited": True, "minimum": 0, "maximum": 1}
-
-    def test_adapt_kwargs_scale_a_cluster_from_zero_workers(self) -> None:
-        executor = DaskExecutor(
-            cluster_class=clusters.RecordingCluster,
-            cluster_kwargs={**TEMPORARY_CLUSTER, "n_workers": 0},
-            adapt_kwargs={"minimum": 0, "maximum": 1},
-        )
-        with executor:
-            # With no worker, this only finishes because adaptive scaling added one.
-            assert executor.submit(tasks.inc, 4).result(timeout=60) == 5
-        assert clusters.ADAPTED[-1] == {"minimum": 0, "maximum": 1}
+        assert clusters.ADAPTED[-1] == adapted
 
     def test_a_sync_cluster_object_is_used_and_left_running(self) -> None:
         with distributed.LocalCluster(**TEMPORARY_CLUSTER) as cluster:

@@ -12,20 +12,45 @@ from typing import Any
 import distributed
 import pytest
 import tasks
-from conftest import TEMPORARY_CLUSTER, DaskProcesses, Recorder, wait_for_workers, wait_until
+from conftest import (
+    SESSION_PIDS,
+    TEMPORARY_CLUSTER,
+    DaskProcesses,
+    Recorder,
+    wait_for_workers,
+    wait_until,
+)
 
 from executors import CancelledError, DaskExecutor, signals
 
 ONE_THREAD = {**TEMPORARY_CLUSTER, "n_workers": 1}
 
 
+@pytest.fixture(scope="module")
+def _one_thread_cluster() -> Iterator[str]:
+    processes = DaskProcesses()
+    try:
+        address, _ = processes.scheduler()
+        processes.worker(address)
+        SESSION_PIDS.update(p.pid for p in processes.processes)
+        wait_for_workers(address, 1)
+        yield address
+    finally:
+        processes.end_all()
+        SESSION_PIDS.difference_update(p.pid for p in processes.processes)
+
+
+def _busy(dask_scheduler: Any) -> int:
+    return sum(len(worker.processing) for worker in dask_scheduler.workers.values())
+
+
 @pytest.fixture
-def one_thread_scheduler(dask_processes: DaskProcesses) -> Iterator[str]:
-    """A real scheduler with one real worker process with one thread."""
-    address, _ = dask_processes.scheduler()
-    dask_processes.worker(address)
-    wait_for_workers(address, 1)
-    yield address
+def one_thread_scheduler(_one_thread_cluster: str) -> str:
+    """A real scheduler with one real worker process with one thread, shared by the
+    tests of this module: each starts with the worker idle."""
+    with distributed.Client(_one_thread_cluster, set_as_default=False, timeout=30) as client:
+        assert wait_until(lambda: client.run_on_scheduler(_busy) == 0, 30)
+    return _one_thread_cluster
 
 
 @pytest.fixture(params=["temporary", "external"])
@@ -75,7 +100,9 @@ class TestCancel:
         assert sorted(c["key"] for c in cancelled.calls) == sorted(
             f.key for f in [blocker, *queued]
         )
-        time.sleep(0.5)  # room for a queued task that wrongly started to write its file
+        if "address" in one_thread:  # the worker stays: let whatever it runs end first
+            with distributed.Client(one_thread["address"], set_as_default=False) as client:
+                assert wait_until(lambda: client.run_on_scheduler(_busy) == 0, 30)
         assert not list(tmp_path.glob("touched-*"))
 
     def test_an_async_task_learns_of_the_cancel_through_should_run(

@@ -12,10 +12,10 @@ import dask.system
 import psutil
 import pytest
 import tasks
-from conftest import ctrl_c_once_written, wait_for_pid
+from conftest import ctrl_c_once_written, wait_for_pid, wait_until
 
 from executors import CancelledError, LocalDaskExecutor, signals
-from executors._local_dask import _chunksize
+from executors._local_dask._pool import chunk_size
 
 
 class TestSettings:
@@ -73,7 +73,8 @@ class TestLaziness:
         calls: list[int] = []
         with LocalDaskExecutor("threads") as ex:
             future = ex.submit(calls.append, 1)
-            time.sleep(0.1)
+            recorded = ex._run.backend.pending  # type: ignore[union-attr]
+            assert [task.future for task in recorded] == [future]  # recorded, not handed on
             assert calls == [] and not future.done()
             ex.wait(future)
             assert calls == [1]
@@ -114,7 +115,7 @@ class TestChunks:
     def test_a_chunk_is_about_as_big_as_the_chunks_per_worker_are_many(
         self, tasks_: int, workers: int, chunk: int
     ) -> None:
-        assert _chunksize(tasks_, workers) == chunk
+        assert chunk_size(tasks_, workers) == chunk
 
     @pytest.mark.parametrize("scheduler", ["threads", "processes"])
     def test_a_big_graph_in_chunks_computes_every_task_once(
@@ -187,15 +188,19 @@ class TestProcesses:
 
 class TestThreads:
     def test_cancel_drops_queued_tasks(self, tmp_path: pathlib.Path) -> None:
+        started, go, ended = (str(tmp_path / name) for name in ("started", "go", "ended"))
+        touched = tmp_path / "touched"
+        touched.mkdir()
         with LocalDaskExecutor("threads", num_workers=1) as ex:
-            blocker = ex.submit(tasks.sleep_then, 0.3)
-            queued = [ex.submit(tasks.touch, str(tmp_path / str(i)), blocker) for i in range(5)]
+            blocker = ex.submit(tasks.started_then_wait, started, go, 30.0, ended)
+            queued = [ex.submit(tasks.touch, str(touched / str(i)), blocker) for i in range(5)]
             ex._run.backend.flush()  # type: ignore[union-attr]
-            time.sleep(0.05)
+            assert wait_until(lambda: pathlib.Path(started).exists(), 30)
             ex.cancel()
-        time.sleep(0.5)
+        pathlib.Path(go).write_text("")  # the running task ends; nothing queued starts
+        assert wait_until(lambda: pathlib.Path(ended).exists(), 30)
         assert blocker.cancelled() and all(f.cancelled() for f in queued)
-        assert list(tmp_path.iterdir()) == []
+        assert list(touched.iterdir()) == []
 
 
 class TestGraphsSideBySide:

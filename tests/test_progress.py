@@ -137,3 +137,23 @@ def test_off_by_default_and_off_for_a_stream_that_is_not_a_terminal() -> None:
         future = ex.submit(tasks.inc, 1)
         assert open_progress_bar([future], io.StringIO()) is None
         assert list(as_completed([future], progress=True)) == [future]  # pytest's stderr
+
+
+@pytest.mark.timeout(90)
+def test_a_line_printed_while_a_bar_is_drawn_goes_above_it() -> None:
+    # As the demo prints worker events: on a terminal, never into the bar's line.
+    status, _, err = _run(
+        """
+        from executors._progress import open_progress_bar, print_above_bars
+        with LocalDaskExecutor("threads", num_workers=2) as ex:
+            futures = [ex.submit(tasks.sleep_then, 0.3, i) for i in range(4)]
+            bar = open_progress_bar(futures)
+            print_above_bars("[worker-added] a line of its own", sys.stderr)
+            ex.wait(futures)
+            bar.close()
+        """
+    )
+    assert status == 0, err
+    at = err.index("[worker-added] a line of its own")
+    assert "tasks:" in err[:at]  # the bar was drawn before the line
+    assert err[at - 1] in "\r\n"  # the bar's line was cleared: the line starts afresh

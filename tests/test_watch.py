@@ -87,7 +87,7 @@ def test_prints_workers_as_they_join_and_leave_and_ctrl_c_exits_0(
     watch.expect(TIME + re.escape(f"watching {address}"))
     # A worker there before the watch began is announced too.
     line = watch.expect(TIME + r"added    first  tcp://127\.0\.0\.1:\d+  threads=1")
-    assert line.endswith("memory=1.0 GiB")
+    assert line.endswith("memory=1.00 GiB")
     dask_processes.worker(address, "--name", "second", "--resources", "GPU=2")
     line = watch.expect(TIME + r"added    second  tcp://127\.0\.0\.1:\d+  threads=1")
     assert line.endswith("resources=GPU:2")

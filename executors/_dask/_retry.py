@@ -9,16 +9,21 @@ does not match, encryption required) fails at once, and cancellation is never re
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from distributed.comm.core import FatalCommClosedError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_exponential,
+    wait_random,
+)
 
-from .exceptions import ConnectError
+from ..exceptions import ConnectError
 
-__all__ = ["attempt_timeout", "backoff", "connect_with_retries", "retryable"]
+__all__ = ["BACKOFF", "attempt_timeout", "connect_with_retries", "retryable"]
 
 T = TypeVar("T")
 
@@ -29,10 +34,8 @@ FIRST_ATTEMPT_TIMEOUT = 1.0  # seconds the first attempt may take; later ones ge
 MAX_ATTEMPT_TIMEOUT = 5.0
 
 
-def backoff(attempt: int) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (from 1)."""
-    exponential = FIRST_WAIT * 2.0 ** min(attempt - 1, 16)
-    return min(exponential + random.uniform(0, JITTER), MAX_WAIT)
+# The wait after each failed attempt: 0.1 s doubling up to 5 s, with up to 0.1 s of jitter.
+BACKOFF = wait_exponential(multiplier=FIRST_WAIT, max=MAX_WAIT - JITTER) + wait_random(0, JITTER)
 
 
 def attempt_timeout(attempt: int) -> float:
@@ -67,8 +70,8 @@ async def connect_with_retries(
     def remaining() -> float:
         return deadline - loop.time()
 
-    def wait(state: RetryCallState) -> float:
-        return max(0.0, min(backoff(state.attempt_number), remaining()))
+    def wait(state: RetryCallState) -> float:  # BACKOFF, never past the budget
+        return max(0.0, min(BACKOFF(state), remaining()))
 
     def stop(state: RetryCallState) -> bool:
         return remaining() <= 0.0

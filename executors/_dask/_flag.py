@@ -24,8 +24,8 @@ import threading
 import time
 from typing import Any
 
-from ._context import TaskContext
-from .exceptions import CancelledError
+from .._context import TaskContext
+from ..exceptions import CancelledError
 
 __all__ = [
     "FRESH",

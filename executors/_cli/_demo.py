@@ -8,10 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from . import signals
-from ._base import Executor
-from ._future import as_completed
-from ._progress import progress_bar_shown
+from .. import Executor, as_completed, signals
+from .._progress import print_above_bars, progress_bar_shown
 from ._watch import describe
 
 __all__ = ["count_primes", "run_demo"]
@@ -59,7 +57,8 @@ def run_demo(executor: Executor, tasks: int, out: TextIO) -> bool:
             worker = kwargs.pop("worker", None)
             details = [describe(worker)] if worker is not None else []
             details += [f"{k}={v}" for k, v in kwargs.items()]
-            print(f"[{name}] {'  '.join(details)}".rstrip(), file=out, flush=True)
+            # Above the progress bar, if one is drawn: never into its line.
+            print_above_bars(f"[{name}] {'  '.join(details)}".rstrip(), out)
 
         return receiver
 

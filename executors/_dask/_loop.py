@@ -1,10 +1,11 @@
-"""``LoopThread``: the one place that starts a thread running an asyncio event loop.
+"""The event loop a DaskExecutor run lives on, as other threads use it.
 
-The loop runs under ``asyncio.run`` on a daemon thread the executor owns; other threads
-talk to it only through :meth:`LoopThread.call_soon` and :meth:`LoopThread.run`. Nothing
-here sets a global event loop. The one foreign loop used is a Dask worker's, through
-:class:`WorkerLoop`, by an executor pickled into a task: there the worker's client and
-its loop already exist, and the executor must not start another.
+:class:`LoopThread` is the one place that starts a thread running an asyncio loop: a
+context manager (anyio's blocking portal is the model) whose block is the thread's life.
+The loop runs under ``asyncio.run`` on a daemon thread; other threads talk to it only
+through :meth:`Loop.call_soon` and :meth:`Loop.run`. Nothing here sets a global event
+loop. The one foreign loop used is a Dask worker's (:class:`WorkerLoop`), by an executor
+pickled into a task: there the worker's client and its loop exist already.
 """
 
 from __future__ import annotations
@@ -13,18 +14,30 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine
+from types import TracebackType
 from typing import Any, TypeVar
 
-from ._logging import get_logger
+import distributed
+from distributed.threadpoolexecutor import thread_state
 
-__all__ = ["LoopThread", "WorkerLoop"]
+from .._logging import get_logger
+
+__all__ = ["Loop", "LoopThread", "WorkerLoop"]
 
 T = TypeVar("T")
 
 _log = get_logger(__name__)
 
+# Seconds the thread gets to start its loop, and to end once told.
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+# asyncio's debug mode for the loop threads (the tests turn it on); with it, asyncio logs
+# every callback that holds the loop longer than this many seconds.
+DEBUG = False
+SLOW_CALLBACK_SECONDS = 0.5
 
-class _Loop:
+
+class Loop:
     """How other threads use an event loop: schedule, or run a coroutine and block."""
 
     @property
@@ -42,13 +55,13 @@ class _Loop:
                 "it would deadlock"
             )
 
+    def before_blocking(self) -> None:
+        """The calling thread is about to block on the run's Futures."""
+        self.check_not_in_loop()
+
     def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None:
         """Schedule ``fn(*args)`` on the loop, from any thread."""
         self.loop.call_soon_threadsafe(fn, *args)
-
-    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run ``coroutine`` on the loop; a concurrent Future for its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coroutine`` on the loop and block this thread for its result.
@@ -62,7 +75,7 @@ class _Loop:
         except RuntimeError:
             coroutine.close()
             raise
-        future = self.submit(coroutine)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -73,7 +86,7 @@ class _Loop:
             raise
 
 
-class WorkerLoop(_Loop):
+class WorkerLoop(Loop):
     """The running loop of a Dask worker's client, used and never started or stopped."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -83,25 +96,26 @@ class WorkerLoop(_Loop):
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
-    @property
-    def thread(self) -> None:
-        return None
-
     def in_loop_thread(self) -> bool:
         try:
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
             return False
 
-    def start(self) -> None:
-        pass
+    def before_blocking(self) -> None:
+        """In a Dask task, first leave the worker's thread pool (once): the subtasks
+        waited for may need that slot to run."""
+        super().before_blocking()
+        if getattr(thread_state, "proceed", False):
+            distributed.secede()
 
-    def stop(self) -> None:
-        pass
 
+class LoopThread(Loop):
+    """An asyncio event loop on a thread of its own, for the life of a ``with`` block.
 
-class LoopThread(_Loop):
-    """An asyncio event loop on a thread of its own, started and stopped explicitly."""
+    Entering starts the thread and returns once its loop runs; leaving ends the loop
+    (its pending tasks are cancelled by ``asyncio.run``) and joins the thread, raising
+    ``RuntimeError`` when it outlives :data:`STOP_TIMEOUT`."""
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -121,34 +135,21 @@ class LoopThread(_Loop):
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the thread and return once its loop runs."""
+    def __enter__(self) -> LoopThread:
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
             target=self._main, args=(ready,), name=self._name, daemon=True
         )
         self._thread.start()
-        ready.result(timeout)
+        ready.result(START_TIMEOUT)
+        return self
 
-    def _main(self, ready: concurrent.futures.Future[None]) -> None:
-        async def serve() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            ready.set_result(None)
-            await self._stopping.wait()
-
-        try:
-            asyncio.run(serve())
-        except BaseException as exc:  # pragma: no cover - asyncio.run itself failed
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """End the loop (its pending tasks are cancelled by ``asyncio.run``) and join.
-
-        :raises RuntimeError: when the thread outlives ``timeout``.
-        """
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         thread = self._thread
         if thread is None:
             return
@@ -159,8 +160,25 @@ class LoopThread(_Loop):
                 pass
         if thread is threading.current_thread():
             return
-        thread.join(timeout)
+        thread.join(STOP_TIMEOUT)
         if thread.is_alive():
-            _log.error("loop_join_timeout", thread=thread.name, timeout=timeout)
-            raise RuntimeError(f"event-loop thread {thread.name} still running after {timeout} s")
+            _log.error("loop_join_timeout", thread_name=thread.name, timeout=STOP_TIMEOUT)
+            raise RuntimeError(
+                f"event-loop thread {thread.name} still running after {STOP_TIMEOUT} s"
+            )
         self._thread = None
+
+    def _main(self, ready: concurrent.futures.Future[None]) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
+            self._stopping = asyncio.Event()
+            ready.set_result(None)
+            await self._stopping.wait()
+
+        try:
+            asyncio.run(serve(), debug=DEBUG or None)
+        except BaseException as exc:  # pragma: no cover - asyncio.run itself failed
+            if not ready.done():
+                ready.set_exception(exc)
+            raise

@@ -1,34 +1,23 @@
-"""The benchmark runner: SPEC §11's bars P1-P6, each executor against its peer.
+"""The bars of SPEC §11, each a function that measures one bar in this process.
 
-``python -m executors bench`` (or ``python benchmarks/run.py``). Every bar is a ratio
-measured in one process run: the executor and its peer take turns (A B, then B A, ...),
-each several times, and the medians are compared, so that the machine's load and speed
-cancel out. The workloads are in ``_bench_work.py``. ``--quick`` runs everything small,
-to check that the runner works; its timings are not judged.
+Every bar is a ratio measured in one process run: the executor and its peer take turns
+(A B, then B A, ...), each several times, and the medians are compared, so that the
+machine's load and speed cancel out. The workloads are in ``_bench_work.py``.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import _bench_work as work
-from ._bench_work import quiet_dask
-from ._version import __version__
 
-__all__ = ["BARS", "main"]
+__all__ = ["BARS", "FULL", "QUICK", "Outcome", "Size", "in_own_process"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +32,7 @@ class Size:
     p4_tasks: int
     p5_batches: int
     p5_batch: int
+    warm_up: bool = True  # a quick run judges nothing: it need not warm up either
 
 
 FULL = Size(
@@ -64,6 +54,7 @@ QUICK = Size(
     p4_tasks=100,
     p5_batches=2,
     p5_batch=100,
+    warm_up=False,
 )
 
 
@@ -121,7 +112,9 @@ def bench_p1(size: Size, judged: bool) -> list[Outcome]:
             "client_map": lambda: work.p1_client_map(n),
         },
         size.repeats,
-        warm_up=lambda: (work.p1_executor(100), work.p1_client_submit(100)),
+        warm_up=(lambda: (work.p1_executor(100), work.p1_client_submit(100)))
+        if size.warm_up
+        else None,
     )
     medians = {name: statistics.median(values) for name, values in samples.items()}
     data = {"tasks": n, "seconds": samples, "median_seconds": medians}
@@ -203,10 +196,14 @@ def bench_p4(size: Size, judged: bool) -> list[Outcome]:
                 "flat_graph": lambda s=scheduler: work.p4_flat_graph(s, n),  # type: ignore[misc]
             },
             size.repeats + 2,  # cheap samples, and the noisiest bar
-            warm_up=lambda s=scheduler: (  # type: ignore[misc]
-                work.p4_executor(s, 100),
-                work.p4_flat_graph(s, 100),
-            ),
+            warm_up=(
+                lambda s=scheduler: (  # type: ignore[misc]
+                    work.p4_executor(s, 100),
+                    work.p4_flat_graph(s, 100),
+                )
+            )
+            if size.warm_up
+            else None,
         )
         samples["delayed"] = [work.p4_delayed(scheduler, n)]  # reference only: slow
         medians = {name: statistics.median(values) for name, values in samples.items()}
@@ -227,7 +224,7 @@ def bench_p4(size: Size, judged: bool) -> list[Outcome]:
     return outcomes
 
 
-def _in_own_process(module: str, *args: str) -> Any:
+def in_own_process(module: str, *args: str) -> Any:
     """Run ``python -m module args`` and return the JSON it printed last."""
     done = subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, check=False
@@ -239,8 +236,8 @@ def _in_own_process(module: str, *args: str) -> Any:
 
 def _p5_sample(variant: str, size: Size) -> dict[str, Any]:
     """One P5 run in a process of its own (peak RSS is per process)."""
-    result: dict[str, Any] = _in_own_process(
-        "executors._bench_work", variant, str(size.p5_batches), str(size.p5_batch)
+    result: dict[str, Any] = in_own_process(
+        "executors._cli._bench_work", variant, str(size.p5_batches), str(size.p5_batch)
     )
     return result
 
@@ -275,7 +272,7 @@ def bench_p6(size: Size, judged: bool) -> list[Outcome]:
     samples = interleave(
         {"executor": work.p6_executor, "raw": work.p6_raw},
         size.repeats + 2,
-        warm_up=lambda: (work.p6_executor(), work.p6_raw()),
+        warm_up=(lambda: (work.p6_executor(), work.p6_raw())) if size.warm_up else None,
     )
     ours, raw = statistics.median(samples["executor"]), statistics.median(samples["raw"])
     return [
@@ -301,115 +298,3 @@ BARS: dict[str, Callable[[Size, bool], list[Outcome]]] = {
     "P5": bench_p5,
     "P6": bench_p6,
 }
-
-
-def _machine() -> dict[str, Any]:
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "executors": __version__,
-        "dask": version("dask"),
-        "distributed": version("distributed"),
-    }
-
-
-def _table(outcomes: list[Outcome]) -> list[str]:
-    rows = [("bar", "work", "executors", "peer", "score", "bar", "holds")]
-    for o in outcomes:
-        verdict = {True: "yes", False: "NO", None: "-"}[o.holds]
-        sign = ">=" if o.at_least else "<="
-        unit = o.unit if o.unit != "x" else "x"
-        rows.append(
-            (o.bar, o.work, o.ours, o.peer, f"{o.score:.2f}{unit}", f"{sign} {o.limit}", verdict)
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-
-
-def run(bars: Sequence[str], quick: bool, out: TextIO) -> dict[str, Any]:
-    """Run ``bars``, printing each outcome as it comes and the table at the end."""
-    report: dict[str, Any] = {"machine": _machine(), "quick": quick, "bars": []}
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    outcomes: list[Outcome] = []
-    for bar in bars:
-        print(f"{bar} ...", file=out, flush=True)
-        # Each bar in a fresh process: what one bar leaves behind (the threads of a
-        # closed cluster's loop, a heap the garbage collector must walk) would weigh on
-        # the next, and on the executor and its peer unequally.
-        for fields in _in_own_process("executors._bench", bar, "quick" if quick else "full"):
-            outcome = Outcome(**fields)
-            outcomes.append(outcome)
-            print(f"  {outcome.ours} | {outcome.peer}", file=out, flush=True)
-    report["machine"]["load_before"] = load_before
-    report["machine"]["load_after"] = os.getloadavg()
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    report["bars"] = [{**asdict(o), "holds": o.holds} for o in outcomes]
-    machine = report["machine"]
-    print(file=out)
-    print(
-        f"{machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"dask/distributed {machine['dask']}/{machine['distributed']}; load average "
-        f"{load_before[0]:.2f} before, {machine['load_after'][0]:.2f} after; "
-        f"{report['seconds']:.0f} s",
-        file=out,
-    )
-    if quick:
-        print(
-            "--quick: the work is too small for the timings to mean anything; nothing is judged",
-            file=out,
-        )
-    for line in _table(outcomes):
-        print(line, file=out)
-    return report
-
-
-def parser(parent: argparse._SubParsersAction[Any] | None = None) -> argparse.ArgumentParser:
-    """The ``bench`` options, as a sub-command of ``python -m executors`` or on their own."""
-    description = (
-        "Measure SPEC §11's bars P1-P6: each executor against its peer, in turns, medians. "
-        "Exits 1 if a bar does not hold."
-    )
-    if parent is None:
-        bench = argparse.ArgumentParser(prog="benchmarks/run.py", description=description)
-    else:
-        bench = parent.add_parser(
-            "bench", help="run the benchmarks and print the ratios", description=description
-        )
-    bench.add_argument(
-        "--bar",
-        action="append",
-        choices=sorted(BARS),
-        help="run only this bar (repeat for several; default: all)",
-    )
-    bench.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny workloads, one sample each: checks the runner works, judges nothing",
-    )
-    bench.add_argument(
-        "--json",
-        type=Path,
-        default=Path("executors-bench.json"),
-        metavar="PATH",
-        help="where to write the results and every sample (default: %(default)s)",
-    )
-    return bench
-
-
-def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Run the bars ``args`` asks for; 0 if every judged bar holds, 1 if one does not."""
-    bars = [bar for bar in BARS if not args.bar or bar in args.bar]
-    report = run(bars, args.quick, out)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"results and samples: {args.json}", file=out)
-    return 1 if any(bar["holds"] is False for bar in report["bars"]) else 0
-
-
-if __name__ == "__main__":  # one bar, in a process of its own: BAR quick|full
-    quiet_dask()
-    bar, size = sys.argv[1], sys.argv[2]
-    measured = BARS[bar](QUICK if size == "quick" else FULL, size == "full")
-    print(json.dumps([asdict(outcome) for outcome in measured]))

@@ -20,14 +20,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import dask.config
-import yaml
+import dask.utils
 from distributed.security import Security
 
-from . import signals
-from ._dask import DaskExecutor
-from ._logging import configure_logging
-from .exceptions import ConnectError
-from .signals import WorkerInfo
+from .. import ConnectError, DaskExecutor, WorkerInfo, configure_logging, signals
 
 __all__ = ["main", "parser"]
 
@@ -87,10 +83,13 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _security_from(path: str) -> Security:
     """A :class:`Security` from the ``distributed.comm`` part of a Dask config file."""
-    try:
-        config = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    if not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"cannot read {path!r}: no such file")
+    try:  # dask's own reader: YAML comes with dask, not as a dependency of ours
+        configs = list(dask.config.collect_yaml([path]))
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(f"cannot read {path!r}: {exc}") from None
+    config = configs[0] if configs else {}
     settings = {
         key: value
         for key, value in _flatten(config if isinstance(config, Mapping) else {}).items()
@@ -105,14 +104,7 @@ def _security_from(path: str) -> Security:
 
 
 def _memory(limit: int | None) -> str:
-    if not limit:
-        return "no limit"
-    size = float(limit)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.1f} {unit}" if unit != "B" else f"{limit} B"
-        size /= 1024
-    return f"{size:.1f} TiB"
+    return dask.utils.format_bytes(limit) if limit else "no limit"
 
 
 def describe(worker: WorkerInfo) -> str:

@@ -9,16 +9,15 @@ cancelled run does not start (see ``_cancel.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import distributed
 
-from ._calling import call_in_context, run_to_end
-from ._cancel import NotStarted, flag_for, relay_not_started
-from ._context import TaskContext, current_task
-from ._pickling import loads
-from ._structure import resolve_refs
+from .._calling import call_in_context
+from .._context import TaskContext, current_task
+from .._pickling import loads
+from .._structure import resolve_refs
+from ._flag import NotStarted, flag_for, relay_not_started
 
 __all__ = ["TaskExit", "run_async_task", "run_task"]
 
@@ -45,12 +44,10 @@ def run_task(payload: bytes, deps: dict[str, Any] | None, run_flag: str | None) 
     results of its dependencies by key, for the :class:`Ref` placeholders in the
     arguments; ``run_flag`` the name of its run's cancellation Event (None without one).
     """
-    fn, args, kwargs = _unpack(payload, deps)
+    fn, args, kwargs = loads(payload)
     context = _context_of_run(run_flag)
     try:
-        if context is None:
-            return run_to_end(fn(*args, **kwargs))
-        return call_in_context(context, fn, args, kwargs)
+        return call_in_context(context, fn, args, kwargs, deps)
     except (SystemExit, KeyboardInterrupt) as exc:
         raise TaskExit(exc) from exc
 
@@ -58,12 +55,13 @@ def run_task(payload: bytes, deps: dict[str, Any] | None, run_flag: str | None) 
 async def run_async_task(payload: bytes, deps: dict[str, Any] | None, run_flag: str | None) -> Any:
     """:func:`run_task` for an ``async def`` function: a coroutine function itself, so
     that distributed runs it on the worker's event loop (not in a thread of its own)."""
-    fn, args, kwargs = _unpack(payload, deps)
-    if run_flag is None:
-        context = None
-    else:
-        await flag_for(run_flag, distributed.get_worker()).ask_once()  # the loop must not block
-        context = _context_of_run(run_flag)
+    fn, args, kwargs = loads(payload)
+    if run_flag is not None:  # the first answer, awaited: the loop must not block on it
+        await flag_for(run_flag, distributed.get_worker()).ask_once()
+    context = _context_of_run(run_flag)
+    if deps:
+        args = resolve_refs(args, deps)
+        kwargs = resolve_refs(kwargs, deps)
     token = current_task.set(context)
     try:
         return await fn(*args, **kwargs)
@@ -71,16 +69,6 @@ async def run_async_task(payload: bytes, deps: dict[str, Any] | None, run_flag: 
         raise TaskExit(exc) from exc
     finally:
         current_task.reset(token)
-
-
-def _unpack(
-    payload: bytes, deps: dict[str, Any] | None
-) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
-    fn, args, kwargs = loads(payload)
-    if deps:
-        args = resolve_refs(args, deps)
-        kwargs = resolve_refs(kwargs, deps)
-    return fn, args, kwargs
 
 
 def _context_of_run(run_flag: str | None) -> TaskContext | None:

@@ -1,5 +1,7 @@
 """The Dask client and cluster of one DaskExecutor run. Every coroutine here runs on the
-executor's loop thread; nothing here is called from any other thread."""
+run's loop; nothing here is called from any other thread. A session is an async context
+manager: entering connects (making the temporary cluster first), leaving closes the
+client, then the cluster it made (never a user's)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 
 import distributed
 
-from ._logging import get_logger
+from .._logging import get_logger
 from ._retry import connect_with_retries
 
 __all__ = ["Session", "WorkerSession", "scheduler_rpc"]
@@ -61,7 +63,7 @@ class Session:
         debug: bool,
         connect_timeout: float,
         executor_id: str,
-        on_retry: Callable[[int, float, BaseException], Any] | None = None,
+        on_retry: Callable[[str, int, float, BaseException], Any] | None = None,
     ) -> None:
         self._address = address
         self._external_cluster = cluster
@@ -71,7 +73,7 @@ class Session:
         self._client_kwargs = dict(client_kwargs)
         self._debug = debug
         self._connect_timeout = connect_timeout
-        self._on_retry = on_retry or (lambda attempt, delay, error: None)
+        self._on_retry = on_retry or (lambda address, attempt, delay, error: None)
         self._log = get_logger(__name__, executor_id=executor_id)
         self._target: Any = None
         self.client: distributed.Client | None = None
@@ -112,7 +114,12 @@ class Session:
         if not isinstance(self._target, str):  # the cluster this session made, in-process
             return await self._new_client(max(budget, CLIENT_TIMEOUT))
         assert self.address is not None
-        return await connect_with_retries(self.address, self._new_client, budget, self._on_retry)
+        address = self.address
+
+        def on_retry(attempt: int, delay: float, error: BaseException) -> None:
+            self._on_retry(address, attempt, delay, error)
+
+        return await connect_with_retries(address, self._new_client, budget, on_retry)
 
     async def _new_client(self, timeout: float) -> distributed.Client:
         client = distributed.Client(
@@ -169,6 +176,13 @@ class Session:
             return None
         return link if isinstance(link, str) else None
 
+    async def __aenter__(self) -> Session:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         """Close the client, then the cluster this session made (never a user's)."""
         client, self.client = self.client, None
@@ -187,8 +201,17 @@ class Session:
 class WorkerSession:
     """Inside a Dask task: the worker's own client, borrowed and never closed."""
 
+    cluster = None
+    address = "the worker's scheduler"
+
     def __init__(self, client: distributed.Client) -> None:
         self.client: distributed.Client | None = client
+
+    async def __aenter__(self) -> WorkerSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def connect(self) -> None:
         pass

@@ -18,9 +18,9 @@ from typing import Any
 
 import distributed
 
-from . import signals
+from .. import signals
+from ..signals import WorkerInfo
 from ._session import scheduler_rpc
-from .signals import WorkerInfo
 
 __all__ = ["WorkerWatcher", "worker_info"]
 

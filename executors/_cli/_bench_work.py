@@ -7,7 +7,6 @@ tears everything down again, so that samples can be taken in any order.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import gc
 import json
@@ -23,10 +22,7 @@ import dask.multiprocessing
 import dask.threaded
 import distributed
 
-from ._dask import DaskExecutor, _Entry
-from ._future import Future
-from ._local import LocalExecutor
-from ._local_dask import LocalDaskExecutor
+from .. import DaskExecutor, Future, LocalDaskExecutor, LocalExecutor
 
 # The cluster of P1, P2, P5 and P6, for the executor and its peer alike: a LocalCluster
 # with 2 worker processes of 1 thread each, on loopback.
@@ -198,15 +194,6 @@ def _rss() -> int:
         return _peak_rss()
 
 
-def _is_watcher(obj: Any) -> bool:
-    """A task of the executor's loop still watching a Dask future."""
-    return (
-        isinstance(obj, asyncio.Task)
-        and not obj.done()
-        and obj.get_coro().__qualname__ == "_DaskRun._awatch"  # type: ignore[union-attr]
-    )
-
-
 def _count(kind: type) -> int:
     return sum(1 for obj in gc.get_objects() if isinstance(obj, kind))
 
@@ -228,26 +215,22 @@ def p5_memory(variant: str, batches: int, batch: int) -> dict[str, Any]:
 
 
 def _p5_executor(batches: int, batch: int) -> dict[str, Any]:
-    with DaskExecutor(cluster_kwargs=CLUSTER) as ex:
+    # The cluster is made here, as the peer's is, so that a client of its own can ask the
+    # scheduler what it still holds: public API only, nothing of the executor's insides.
+    cluster, observer = _raw_cluster()
+    with cluster, observer, DaskExecutor(cluster=cluster) as ex:
         before = _rss()
         for b in range(batches):
             futures = [ex.submit(noop, b * batch + i) for i in range(batch)]
             ex.wait(futures)
             del futures
         peak = _peak_rss()
-        backend: Any = ex._running().backend
-        client = backend.session.client
 
         def retained() -> dict[str, int]:
             gc.collect()
             return {
                 "executor_futures": _count(Future),
-                "table_entries": len(backend.live),
-                "table_entry_objects": _count(_Entry),
-                "queued_tasks": len(backend.incoming),
-                "watchers": sum(1 for obj in gc.get_objects() if _is_watcher(obj)),
-                "client_futures": len(client.futures),
-                "client_refcounts": len(client.refcount),
+                "scheduler_tasks": int(observer.run_on_scheduler(_tasks_held)),
             }
 
         deadline = time.monotonic() + SETTLE_SECONDS
@@ -256,6 +239,11 @@ def _p5_executor(batches: int, batch: int) -> dict[str, Any]:
             time.sleep(0.05)
             counts = retained()
     return {"peak_rss": peak, "rss_before": before, "retained": counts}
+
+
+def _tasks_held(dask_scheduler: Any) -> int:
+    """How many tasks the scheduler holds (run on the scheduler)."""
+    return len(dask_scheduler.tasks)
 
 
 # -- P6: start and stop of a temporary cluster --------------------------------------------

@@ -1,0 +1,81 @@
+"""The loop thread of a DaskExecutor run (``_dask/_loop.py``), and the guard the tests
+keep on it: asyncio's debug mode, and no sign of a misused loop (conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import threading
+import time
+
+import pytest
+from conftest import _trouble
+
+from executors._dask import _loop
+from executors._dask._loop import LoopThread
+
+
+class TestLoopThread:
+    def test_its_block_is_the_threads_life(self) -> None:
+        with LoopThread("executors-loop-test") as loop:
+            assert loop.thread is not None and loop.thread.is_alive()
+            assert loop.run(_name_of_this_thread()) == "executors-loop-test"
+            thread = loop.thread
+        assert not thread.is_alive()
+
+    def test_run_cancels_what_outlives_its_timeout(self) -> None:
+        cancelled = threading.Event()
+
+        async def forever() -> None:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        with LoopThread("executors-loop-test") as loop:
+            with pytest.raises(TimeoutError):
+                loop.run(forever(), timeout=0.05)
+            assert cancelled.wait(10)
+
+    def test_a_blocking_call_on_the_loop_thread_raises_instead_of_deadlocking(self) -> None:
+        with LoopThread("executors-loop-test") as loop:
+            outcome: concurrent.futures.Future[BaseException] = concurrent.futures.Future()
+
+            def block() -> None:
+                try:
+                    loop.run(asyncio.sleep(0))
+                except RuntimeError as exc:
+                    outcome.set_result(exc)
+
+            loop.call_soon(block)
+            assert "deadlock" in str(outcome.result(10))
+
+    def test_the_tests_run_it_in_debug_mode(self) -> None:
+        with LoopThread("executors-loop-test") as loop:
+            assert loop.loop.get_debug() is True
+            assert loop.loop.slow_callback_duration == _loop.SLOW_CALLBACK_SECONDS
+
+
+class TestTheGuard:
+    @pytest.mark.loop_trouble_expected
+    def test_a_callback_that_holds_the_loop_is_caught(self) -> None:
+        with LoopThread("executors-loop-test") as loop:
+            loop.call_soon(time.sleep, _loop.SLOW_CALLBACK_SECONDS + 0.1)
+            loop.run(asyncio.sleep(0))
+        assert any("slow callback on executors-loop-test" in found for found in _trouble.found)
+
+    @pytest.mark.loop_trouble_expected
+    def test_a_task_destroyed_while_pending_is_caught(self) -> None:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(asyncio.sleep(60))
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        del task
+        gc.collect()
+        assert any("Task was destroyed but it is pending" in found for found in _trouble.found)
+
+
+async def _name_of_this_thread() -> str:
+    return threading.current_thread().name
