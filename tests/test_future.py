@@ -28,15 +28,27 @@ SLOW = 30.0  # seconds a blocker waits for its file at most
 
 
 class _Blocker:
-    """A task that runs until the test lets it end (never a guess at how long)."""
+    """Tasks that run until the test lets them end (never a guess at how long).
 
-    def __init__(self, executor: Executor, tmp_path: pathlib.Path, value: object = "slow") -> None:
+    ``slots`` of them at once keep every worker of the test executors busy (none has more
+    than two), so that a task submitted next stays pending until ``release``."""
+
+    def __init__(
+        self, executor: Executor, tmp_path: pathlib.Path, value: object = "slow", slots: int = 1
+    ) -> None:
         self.path = tmp_path / f"go-{uuid.uuid4().hex}"
-        self.future = executor.submit(tasks.wait_for_file, str(self.path), SLOW, value)
+        self.futures = [
+            executor.submit(tasks.wait_for_file, str(self.path), SLOW, value) for _ in range(slots)
+        ]
+        self.future = self.futures[0]
 
     def release(self) -> Any:
         self.path.write_text("")
-        return self.future.result(timeout=SLOW)
+        results = [future.result(timeout=SLOW) for future in self.futures]
+        return results[0]
+
+
+EVERY_SLOT = 2
 
 
 def _inline(executor: Executor) -> bool:
@@ -76,7 +88,7 @@ class TestItIsAConcurrentFuture:
         if _inline(shared_ex):
             assert shared_ex.submit(tasks.inc, 1).cancel() is False  # it has ended
             return
-        blocker = _Blocker(shared_ex, tmp_path)
+        blocker = _Blocker(shared_ex, tmp_path, slots=EVERY_SLOT)
         queued = shared_ex.submit(tasks.inc, 1)
         assert queued.cancel() is True and queued.cancelled() and queued.done()
         assert queued.cancel() is True  # again: still cancelled
@@ -195,7 +207,7 @@ class TestConcurrentFuturesWait:
     ) -> None:
         if _inline(shared_ex):
             pytest.skip("a LocalExecutor task has ended inside submit")
-        blocker = _Blocker(shared_ex, tmp_path)
+        blocker = _Blocker(shared_ex, tmp_path, slots=EVERY_SLOT)
         queued = shared_ex.submit(tasks.inc, 1)
         waiting = cf.ThreadPoolExecutor(1).submit(cf.wait, [queued], 30)
         assert queued.cancel()
@@ -216,6 +228,7 @@ class TestConcurrentFuturesAsCompleted:
         _needs_two_at_once(shared_ex)
         blocker = _Blocker(shared_ex, tmp_path)
         fast = shared_ex.submit(tasks.inc, 1)
+        fast.result(timeout=30)  # ended before the wait starts: a loaded machine is slow
         seen = []
         with pytest.raises(cf.TimeoutError):
             for future in cf.as_completed([blocker.future, fast], timeout=0.5):
