@@ -14,6 +14,7 @@ from __future__ import annotations
 # run after ours, while its pools still take work.
 import concurrent.futures.process
 import concurrent.futures.thread  # noqa: F401
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -281,6 +282,11 @@ def _stop_abandoned(run: Run) -> None:
     run.log.info("executor_abandoned")
     threading.Thread(target=run.stop, name=f"executors-abandoned-{id(run):x}", daemon=True).start()
 
+
+# Whether a thread can start once the script has ended, in the exit hook below: not in
+# CPython 3.12.0 to 3.12.2 (gh-113964, fixed in 3.12.3). Backends start early the threads
+# their work needs, where they can.
+THREADS_START_AT_EXIT = not ((3, 12) <= sys.version_info[:3] < (3, 12, 3))
 
 # Every run open and not yet ended, for the hook below (guarded by _open_runs_lock).
 _open_runs: set[Run] = set()

@@ -24,7 +24,16 @@ EXECUTORS = {
         "DaskExecutor(cluster_kwargs={'n_workers': 1, 'threads_per_worker': 1, "
         "'processes': False, 'host': 'tcp://127.0.0.1', 'dashboard_address': '127.0.0.1:0'})"
     ),
+    # Its worker is a process of its own: what runs the work at exit is not this interpreter.
+    "dask-processes": (
+        "DaskExecutor(cluster_kwargs={'n_workers': 1, 'threads_per_worker': 1, "
+        "'host': '127.0.0.1', 'dashboard_address': '127.0.0.1:0'})"
+    ),
 }
+
+# CPython 3.12.0 to 3.12.2 start no thread once the script has ended (gh-113964), and an
+# in-process Dask worker starts one for each task it runs.
+NO_THREADS_AT_EXIT = (3, 12) <= sys.version_info[:3] < (3, 12, 3)
 
 
 def _script(executor: str, body: str) -> str:
@@ -57,8 +66,10 @@ def _start(script: str, directory: pathlib.Path) -> subprocess.Popen[str]:
 @pytest.mark.parametrize("executor", sorted(EXECUTORS))
 @pytest.mark.parametrize("ending", ["shutdown(wait=False)", "left open"])
 def test_work_submitted_before_the_script_ends_is_done(
-    executor: str, ending: str, tmp_path: pathlib.Path
+    executor: str, ending: str, tmp_path: pathlib.Path, request: pytest.FixtureRequest
 ) -> None:
+    if executor == "dask" and NO_THREADS_AT_EXIT:
+        request.applymarker(pytest.mark.xfail(reason="CPython gh-113964", strict=True))
     done = tmp_path / "done"
     body = f"ex.submit(tasks.sleep_then_touch, 0.3, {str(done)!r})\n"
     if ending != "left open":

@@ -15,6 +15,7 @@ from typing import Any
 import distributed
 
 from .._logging import get_logger
+from .._run import THREADS_START_AT_EXIT
 from ._retry import connect_with_retries
 
 __all__ = ["Session", "WorkerSession", "scheduler_rpc"]
@@ -24,6 +25,10 @@ __all__ = ["Session", "WorkerSession", "scheduler_rpc"]
 CLIENT_TIMEOUT = 5.0
 # Seconds given to closing a client that lost its scheduler.
 CLOSE_LOST_TIMEOUT = 1.0
+
+
+def _nothing() -> None:
+    pass
 
 
 def _takes(factory: Any, name: str) -> bool:
@@ -98,6 +103,10 @@ class Session:
         self.address = target if isinstance(target, str) else target.scheduler_address
         self._log.debug("connecting", address=self.address)
         self.client = await self._connect(self._connect_timeout)
+        if not THREADS_START_AT_EXIT:
+            # distributed (de)serialises big messages on its one offload thread, started
+            # with the first: start it now, while threads can start (see _run).
+            await distributed.utils.offload(_nothing)
 
     async def reconnect(self, budget: float) -> None:
         """Replace a client that lost its scheduler by a new one, within ``budget`` s.

@@ -20,7 +20,7 @@ from .._task import Task
 from .._waiting import block_until_done
 from ..exceptions import CancelledError
 from ._nodes import SKIPPED, Failure, RemoteTraceback, build_graph
-from ._pool import chunk_size, run_graph, started_process_pool, terminate
+from ._pool import chunk_size, run_graph, start_threads, started_process_pool, terminate
 
 __all__ = ["Graphs", "Settings"]
 
@@ -61,20 +61,22 @@ class Graphs:
         self.held: list[tuple[Task, Any]] | None = None
         self.pool: concurrent.futures.Executor | None = None
         one_at_a_time = self.scheduler == "synchronous" or bool(self.user_config)
+        self.driver_count = 1 if one_at_a_time else self.num_workers
         self.drivers = concurrent.futures.ThreadPoolExecutor(
-            1 if one_at_a_time else self.num_workers,
-            thread_name_prefix=f"executors-compute-{self.name}",
+            self.driver_count, thread_name_prefix=f"executors-compute-{self.name}"
         )
         self.config = _SharedConfig({**self.user_config, "scheduler": self.nested_get})
 
     # -- the backend contract (see _run.Backend) ---------------------------------------------
 
     def open(self) -> str | None:
-        """Start the pool: threads, or worker processes up and warm."""
+        """Start the drivers and the pool (threads, or worker processes up and warm)."""
+        start_threads(self.drivers, self.driver_count)
         if self.scheduler == "threads":
             self.pool = concurrent.futures.ThreadPoolExecutor(
                 self.num_workers, thread_name_prefix=f"executors-worker-{self.name}"
             )
+            start_threads(self.pool, self.num_workers)
         elif self.scheduler == "processes":
             self.pool = started_process_pool(self.num_workers)
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import multiprocessing.connection
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from .._pickling import loads, result_error
 from .._task import Task
 from ._nodes import Failure
 
-__all__ = ["chunk_size", "run_graph", "started_process_pool", "terminate"]
+__all__ = ["chunk_size", "run_graph", "start_threads", "started_process_pool", "terminate"]
 
 # The most tasks dask's local scheduler hands a worker at once (see chunk_size).
 MAX_CHUNKSIZE = 32
@@ -40,6 +41,23 @@ def chunk_size(tasks: int, workers: int) -> int:
     processes about 2x faster than in chunks of 6 (dask's default for processes).
     """
     return max(1, min(MAX_CHUNKSIZE, math.isqrt(tasks // workers)))
+
+
+def start_threads(pool: concurrent.futures.ThreadPoolExecutor, workers: int) -> None:
+    """Start all ``workers`` threads of ``pool`` now.
+
+    A pool starts its threads as work comes, but CPython 3.12.0 to 3.12.2 refuse to
+    start a thread once the script has ended (gh-113964), which is when the exit hook
+    computes the work of a run left open (SPEC §3)."""
+    # Each call waits for all the others, so each finds no idle thread and starts one.
+    everyone = threading.Barrier(workers)
+    started = [pool.submit(everyone.wait, POOL_START_TIMEOUT) for _ in range(workers)]
+    try:
+        for future in started:
+            future.result()
+    except BaseException:
+        everyone.abort()
+        raise
 
 
 def _worker_ready() -> None:
