@@ -11,17 +11,18 @@ import abc
 import contextlib
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ._dispatch import Dispatcher
-from ._future import NOT_FETCHED, PENDING, Future, deadline
+from ._future import NOT_FETCHED, PENDING, Future
 from ._logging import get_logger
+from ._mapping import check_map_arguments, map_items
 from ._run import Backend, Run
 from ._structure import ATOMIC, find_futures
 from ._task import Task, task_options
-from ._waiting import results_in_order, wait_for
+from ._waiting import wait_for
 
 __all__ = ["Executor"]
 
@@ -227,28 +228,32 @@ class Executor(abc.ABC):
         fn: Callable[..., T],
         *iterables: Iterable[Any],
         timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
         extra_context: Mapping[str, Any] | None = None,
-    ) -> Iterator[T]:
-        """Submit ``fn`` over the zipped ``iterables`` now; yield the results in order.
+        progress: bool = False,
+    ) -> Generator[T, None, None]:
+        """``fn`` over the zipped ``iterables``; yield the results in order, as
+        ``concurrent.futures.Executor.map`` does (Python 3.14's).
 
         Each item's ``map_index`` is its position. Closing the iterator early cancels
-        the Futures not yet yielded.
+        the tasks whose results it has not yielded.
 
-        :raises ValueError: if ``extra_context`` has ``key`` or ``map_index``.
+        :param timeout: seconds from the call within which each result must be ready.
+        :param chunksize: run this many consecutive items as one task, yielding their
+            results one by one; an item that raises is raised at its place.
+        :param buffersize: keep at most this many chunks submitted and not yet yielded,
+            reading the iterables only as results are consumed (an endless generator
+            works); without it, every item is submitted at the call.
+        :param progress: draw a progress bar of the items on stderr, on a terminal.
+        :raises ValueError: for a chunk or buffer size that is not a positive int, or an
+            ``extra_context`` with ``key`` or ``map_index``.
         :raises TimeoutError: when a result is not ready ``timeout`` seconds after the call.
         """
-        until = deadline(timeout)
-        context = dict(extra_context or {})
-        for reserved in ("key", "map_index"):
-            if reserved in context:
-                raise ValueError(
-                    f"map() sets each task's {reserved!r} itself; remove it from extra_context"
-                )
-        futures = [
-            self.submit(fn, *items, extra_context={**context, "map_index": index})
-            for index, items in enumerate(zip(*iterables, strict=False))
-        ]
-        return results_in_order(futures, until, timeout)
+        check_map_arguments(chunksize, buffersize, extra_context)
+        return map_items(
+            self, fn, iterables, timeout, chunksize, buffersize, extra_context, progress
+        )
 
     def wait(self, futures: Any, timeout: float | None = None, progress: bool = False) -> Any:
         """Wait for every Future in ``futures``; return the same structure with results.

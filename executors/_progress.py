@@ -20,7 +20,13 @@ from typing import Any, TextIO
 
 from . import signals
 
-__all__ = ["ProgressBar", "open_progress_bar", "print_above_bars", "progress_bar_shown"]
+__all__ = [
+    "ProgressBar",
+    "open_count_bar",
+    "open_progress_bar",
+    "print_above_bars",
+    "progress_bar_shown",
+]
 
 MISSING_TQDM = (
     "progress=True draws its bar with tqdm, which is not installed: "
@@ -60,6 +66,25 @@ def open_progress_bar(
         warnings.warn(MISSING_TQDM, RuntimeWarning, stacklevel=3)
         return None
     return ProgressBar(list(futures), stream, tqdm.tqdm)
+
+
+def open_count_bar(total: int | None, stream: TextIO | None = None) -> Any:
+    """A bar of map's items on ``stream`` (stderr), counted as they are yielded
+    (``update(n)``, ``close()``); ``total`` None when the items are read lazily. None
+    when it would not be seen (as :func:`open_progress_bar`)."""
+    stream = sys.stderr if stream is None else stream
+    if not _is_terminal(stream):
+        return None
+    try:
+        import tqdm
+    except ImportError:
+        warnings.warn(MISSING_TQDM, RuntimeWarning, stacklevel=4)
+        return None
+
+    class Bar(tqdm.tqdm):  # type: ignore[misc]
+        monitor_interval = 0  # tqdm's monitor thread would outlive the bar
+
+    return Bar(total=total, file=stream, unit="item", desc="items", dynamic_ncols=True)
 
 
 class ProgressBar:

@@ -21,7 +21,6 @@ __all__ = [
     "block_until_done",
     "fetch_all",
     "prepare_all",
-    "results_in_order",
     "wait_for",
 ]
 
@@ -185,29 +184,3 @@ def wait_for(futures: Any, timeout: float | None, progress: bool) -> Any:
     finally:
         if bar is not None:
             bar.close()
-
-
-def results_in_order(
-    futures: list[Future[T]], until: float | None, timeout: float | None
-) -> Iterator[T]:
-    """``Executor.map``'s iterator: the results of ``futures`` in order; those not yielded
-    are cancelled when it is closed early."""
-    try:
-        futures.reverse()
-        while futures:
-            future = futures[-1]
-            try:
-                if future._status is PENDING or future._value is NOT_FETCHED:
-                    future._bring(remaining(until))
-            except TimeoutError:
-                raise TimeoutError(
-                    f"map(): the result of {future.key!r} was not ready within the "
-                    f"timeout of {timeout} s"
-                ) from None
-            del future
-            # Popped before it is yielded, and no name bound to it: once the caller drops
-            # the result, nothing of ours keeps it alive.
-            yield futures.pop().result()
-    finally:
-        for future in futures:
-            future.cancel()

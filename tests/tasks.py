@@ -282,3 +282,32 @@ def started_then_wait(started: str, go: str, limit: float, ended: str | None = N
     wait_for_file(go, limit)
     if ended is not None:
         pathlib.Path(ended).write_text("")
+
+
+def should_run_of(_: object) -> bool:
+    from executors import should_run
+
+    return should_run()
+
+
+def touch_after(_: object, path: str) -> None:
+    """Touch ``path`` (after its first argument, a dependency, has ended)."""
+    pathlib.Path(path).write_text("")
+
+
+def identity_after(_: object, value: object) -> object:
+    return value
+
+
+def first_blocks(path: str) -> None:
+    """Map's first item writes its pid to ``path`` and sleeps; the others touch ``path``."""
+    if pathlib.Path(path).name == "pid":
+        write_pid_and_sleep(path, 30)
+    else:
+        pathlib.Path(path).write_text("")
+
+
+def append_line(path: str, line: object) -> None:
+    """Append ``line`` to the file at ``path``: a record of the order tasks ran in."""
+    with open(path, "a") as file:
+        file.write(f"{line}\n")

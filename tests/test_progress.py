@@ -157,3 +157,16 @@ def test_a_line_printed_while_a_bar_is_drawn_goes_above_it() -> None:
     at = err.index("[worker-added] a line of its own")
     assert "tasks:" in err[:at]  # the bar was drawn before the line
     assert err[at - 1] in "\r\n"  # the bar's line was cleared: the line starts afresh
+
+
+@pytest.mark.timeout(90)
+def test_map_draws_a_bar_of_its_items() -> None:
+    status, out, err = _run(
+        """
+        with LocalDaskExecutor("threads", num_workers=2) as ex:
+            print(sum(ex.map(tasks.inc, range(50), chunksize=10, progress=True)))
+        """
+    )
+    assert status == 0, err
+    assert out.strip() == "1275"
+    assert "items" in err and "50/50" in err  # counted item by item, not chunk by chunk

@@ -1,0 +1,188 @@
+"""``Executor.map`` (``_mapping.py``) on every executor: chunks, a buffer read lazily,
+errors at their place, timeouts and cancels (SPEC §3)."""
+
+from __future__ import annotations
+
+import itertools
+import pathlib
+import re
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import tasks
+from conftest import Kind, Recorder, ctrl_c_once_written, wait_until
+from dask.utils import key_split
+
+from executors import CancelledError, Executor, LocalDaskExecutor, signals
+
+
+class _Counted:
+    """An endless iterable that counts what was read of it."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for n in itertools.count():
+            self.pulled += 1
+            yield n
+
+
+class TestChunks:
+    @pytest.mark.parametrize("chunksize", [1, 7, 50, 100])
+    def test_results_in_order(self, shared_ex: Executor, chunksize: int) -> None:
+        results = shared_ex.map(tasks.add, range(50), range(100, 150), chunksize=chunksize)
+        assert list(results) == [n + 100 + n for n in range(50)]
+
+    def test_an_error_comes_at_its_place_with_its_own_traceback(self, shared_ex: Executor) -> None:
+        results = shared_ex.map(tasks.fail_if_negative, [0, 1, 2, 3, 4, -5, 6, 7], chunksize=3)
+        assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
+        with pytest.raises(ValueError, match="-5") as raised:
+            next(results)
+        frames = [frame.name for frame in traceback.extract_tb(raised.value.__traceback__)]
+        assert frames[-1] == "fail_if_negative"
+        with pytest.raises(StopIteration):
+            next(results)
+
+    def test_each_chunk_is_one_task_named_by_its_items(self, shared_ex: Executor) -> None:
+        finished = Recorder("task_finished")
+        with signals.task_finished.connected_to(finished, sender=shared_ex):
+            assert list(shared_ex.map(tasks.inc, range(25), chunksize=10)) == list(range(1, 26))
+            assert wait_until(lambda: len(finished.calls) >= 3, 30)
+        keys = [call["key"] for call in finished.calls]
+        names = sorted(re.sub(r"-[0-9a-f]{32}$", "", key) for key in keys)
+        assert names == ["inc-[0:10]", "inc-[10:20]", "inc-[20:25]"]
+        # Dask groups tasks by the name it reads off the key: the function's, so that the
+        # dashboard shows one group, and the scheduler keeps one record of it, not one a
+        # chunk (an endless map would make them without end).
+        assert {key_split(key) for key in keys} == {"inc"}
+
+    def test_async_functions_and_should_run_inside_a_chunk(self, shared_ex: Executor) -> None:
+        assert list(shared_ex.map(tasks.ainc, range(6), chunksize=4)) == list(range(1, 7))
+        assert list(shared_ex.map(tasks.should_run_of, range(3), chunksize=3)) == [True] * 3
+
+
+class TestBuffer:
+    def test_an_endless_generator_is_read_only_as_far_as_needed(self, shared_ex: Executor) -> None:
+        source = _Counted()
+        results = shared_ex.map(tasks.inc, source, chunksize=10, buffersize=3)
+        assert source.pulled == 30  # the buffer's chunks start at the call, as in cf
+        assert [next(results) for _ in range(25)] == list(range(1, 26))
+        assert 25 <= source.pulled <= 30 + 3 * 10  # the chunk yielded, and the buffer
+        results.close()
+
+    def test_without_a_buffer_everything_is_submitted_at_the_call(
+        self, shared_ex: Executor
+    ) -> None:
+        source = _Counted()
+        results = shared_ex.map(tasks.inc, itertools.islice(source, 40), chunksize=10)
+        assert source.pulled == 40
+        assert list(results) == list(range(1, 41))
+
+    def test_a_map_never_iterated_still_runs_to_its_end(
+        self, shared_ex: Executor, tmp_path: pathlib.Path
+    ) -> None:
+        paths = [str(tmp_path / str(n)) for n in range(6)]
+        shared_ex.map(tasks.touch, paths, chunksize=2)  # dropped: not a cancel
+        assert wait_until(lambda: all(pathlib.Path(path).exists() for path in paths), 30)
+
+
+class TestTimeoutAndCancel:
+    def test_the_timeout_counts_from_the_call(
+        self, shared_ex: Executor, tmp_path: pathlib.Path, request: pytest.FixtureRequest
+    ) -> None:
+        if _kind(request).inline:
+            pytest.skip("a LocalExecutor task has ended inside submit")
+        go = tmp_path / "go"
+        results = shared_ex.map(
+            tasks.wait_for_file, [str(go)] * 4, [30.0] * 4, chunksize=2, timeout=0.2
+        )
+        with pytest.raises(TimeoutError, match=r"timeout of 0\.2 s"):
+            next(results)
+        go.write_text("")  # what still runs ends
+
+    def test_a_cancel_mid_map_ends_every_chunk_not_yet_run(
+        self, kind: Kind, tmp_path: pathlib.Path
+    ) -> None:
+        if kind.inline:
+            pytest.skip("a LocalExecutor task has ended inside submit")
+        started, go = tmp_path / "started", tmp_path / "go"
+        touched = tmp_path / "touched"
+        touched.mkdir()
+        with kind() as ex:
+            first = ex.submit(tasks.started_then_wait, str(started), str(go), 30.0)
+            items = [str(touched / str(i)) for i in range(20)]
+            results = ex.map(tasks.touch_after, [first] * 20, items, chunksize=5, buffersize=1)
+            assert wait_until(started.exists, 30)
+            ex.cancel("mid-map")
+            with pytest.raises(CancelledError):
+                next(results)
+            go.write_text("")
+        assert list(touched.iterdir()) == []
+
+    def test_closing_the_iterator_cancels_what_it_did_not_yield(
+        self, kind: Kind, tmp_path: pathlib.Path
+    ) -> None:
+        if kind.inline:
+            pytest.skip("a LocalExecutor task has ended inside submit")
+        started, go = tmp_path / "started", tmp_path / "go"
+        with kind() as ex:
+            first = ex.submit(tasks.started_then_wait, str(started), str(go), 30.0)
+            finished = Recorder("task_finished")
+            with signals.task_finished.connected_to(finished, sender=ex):
+                results = ex.map(tasks.identity_after, [first] * 9, range(9), chunksize=3)
+                assert wait_until(started.exists, 30)
+                results.close()
+                go.write_text("")
+                assert first.result(timeout=30) is None
+            states = {call["state"] for call in finished.calls if call["key"] != first.key}
+        assert states == {"cancelled"}
+
+    def test_ctrl_c_mid_map_ends_every_chunk_not_yet_run(
+        self, tmp_path: pathlib.Path, ctrl_c_raises: None
+    ) -> None:
+        pid_file = tmp_path / "pid"
+        touched = tmp_path / "touched"
+        touched.mkdir()
+        items = [str(pid_file)] + [str(touched / str(i)) for i in range(11)]
+        with pytest.raises(KeyboardInterrupt):
+            # A process pool: the cancel terminates the chunk that runs (a thread would
+            # go on to its end).
+            with LocalDaskExecutor("processes", num_workers=1) as ex:
+                results = ex.map(tasks.first_blocks, items, chunksize=3)
+                ctrl_c_once_written(pid_file)
+                list(results)
+        assert list(touched.iterdir()) == []
+
+
+class TestBadValues:
+    @pytest.mark.parametrize(
+        ("settings", "named"),
+        [
+            ({"chunksize": 0}, "chunksize"),
+            ({"chunksize": -1}, "chunksize"),
+            ({"chunksize": 1.5}, "chunksize"),
+            ({"chunksize": True}, "chunksize"),
+            ({"chunksize": "2"}, "chunksize"),
+            ({"buffersize": 0}, "buffersize"),
+            ({"buffersize": -1}, "buffersize"),
+            ({"buffersize": 2.5}, "buffersize"),
+            ({"buffersize": True}, "buffersize"),
+            ({"extra_context": {"key": "k"}}, "'key'"),
+            ({"extra_context": {"map_index": 1}}, "'map_index'"),
+        ],
+    )
+    def test_a_bad_value_is_a_value_error_at_the_call(
+        self, shared_ex: Executor, settings: dict[str, Any], named: str
+    ) -> None:
+        source = _Counted()
+        with pytest.raises(ValueError, match=re.escape(named)):
+            shared_ex.map(tasks.inc, source, **settings)
+        assert source.pulled == 0
+
+
+def _kind(request: pytest.FixtureRequest) -> Kind:
+    given: Kind = request.node.callspec.params["shared_ex"]
+    return given
