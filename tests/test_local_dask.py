@@ -100,6 +100,17 @@ class TestLaziness:
             assert ex.submit(tasks.echo, future).result(timeout=30) == ((None,), {})
         assert calls == [1]
 
+    @pytest.mark.parametrize("scheduler", ["synchronous", "threads", "processes"])
+    def test_tasks_start_in_the_order_they_were_submitted(
+        self, scheduler: str, tmp_path: pathlib.Path
+    ) -> None:
+        ran = tmp_path / "ran"
+        with LocalDaskExecutor(scheduler, num_workers=1) as ex:
+            ex.wait([ex.submit(tasks.append_line, str(ran), n) for n in range(40)])
+            # map's chunks too: its first results come first
+            assert list(ex.map(tasks.append_line, [str(ran)] * 40, range(40, 80), chunksize=4))
+        assert ran.read_text().split() == [str(n) for n in range(80)]
+
     def test_a_task_waiting_on_its_own_run_raises(self) -> None:
         with LocalDaskExecutor("threads") as ex:
             inner = ex.submit(lambda: ex.wait(ex.submit(tasks.inc, 1)))

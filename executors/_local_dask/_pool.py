@@ -131,8 +131,9 @@ def run_graph(
     """Compute ``graph`` (the records ``tasks`` by key) with dask's local ``scheduler``
     on ``pool``. A worker process's outcome is ``deliver``-ed in the driver as it comes
     (a thread's, by the task itself: see ``_nodes.execute``)."""
+    callbacks = [_in_submission_order(graph)]
     if scheduler == "threads":
-        dask.threaded.get(graph, keys, pool=pool, chunksize=chunksize)
+        dask.threaded.get(graph, keys, pool=pool, chunksize=chunksize, callbacks=callbacks)
     elif scheduler == "processes":
 
         def posttask(key: str, result: Any, *_: Any) -> None:
@@ -148,7 +149,20 @@ def run_graph(
             pool=pool,
             chunksize=chunksize,
             optimize_graph=False,
-            callbacks=[Callback(posttask=posttask)._callback],  # type: ignore[no-untyped-call]
+            callbacks=[*callbacks, Callback(posttask=posttask)._callback],  # type: ignore[no-untyped-call]
         )
     else:
-        dask.local.get_sync(graph, keys, chunksize=chunksize)
+        dask.local.get_sync(graph, keys, chunksize=chunksize, callbacks=callbacks)
+
+
+def _in_submission_order(graph: dict[str, Any]) -> tuple[Any, ...]:
+    """A dask callback that starts the ready tasks of ``graph`` in the order they were
+    submitted (its keys' order), as a pool would. dask orders tasks that need nothing by
+    their keys, unique names in no useful order: the first submitted often ran last, and
+    map's first result came only once all the others had ended."""
+    position = {key: index for index, key in enumerate(graph)}
+
+    def start_state(dsk: Any, state: dict[str, Any]) -> None:
+        state["ready"].sort(key=position.__getitem__, reverse=True)  # popped from the end
+
+    return Callback(start_state=start_state)._callback  # type: ignore[no-untyped-call]
