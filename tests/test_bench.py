@@ -27,12 +27,25 @@ def test_a_quick_run_measures_every_bar_and_writes_the_samples(tmp_path: pathlib
     report = json.loads(out.read_text())
     assert report["quick"] is True
     bars = report["bars"]
-    assert [bar["bar"] for bar in bars] == ["P1", "P1", "P2", "P3", "P4", "P4", "P4", "P5", "P6"]
+    assert [bar["bar"] for bar in bars] == [
+        "P1",
+        "P1",
+        "P2",
+        "P3",
+        "P4",
+        "P4",
+        "P4",
+        "P5",
+        "P6",
+        "P7",
+        "P8",
+        "P8",
+    ]
     assert all(bar["holds"] is None for bar in bars)  # --quick judges nothing
     assert all(bar["score"] > 0 for bar in bars)
     memory = bars[7]["data"]["executor"]
     assert set(memory["retained"].values()) == {0}  # no table keeps anything once dropped
-    for line in ("P1 ", "P2 ", "P3 ", "P4 ", "P5 ", "P6 ", "nothing is judged"):
+    for line in ("P1 ", "P2 ", "P3 ", "P4 ", "P5 ", "P6 ", "P7 ", "P8 ", "nothing is judged"):
         assert line in done.stdout
 
 

@@ -94,3 +94,10 @@ def test_asyncio_program() -> None:
     assert "squares: [49, 16, 81, 49, 16]" in out
     ticks = int(re.search(r"ticked (\d+) times", out).group(1))  # type: ignore[union-attr]
     assert ticks >= 3  # the loop was never blocked for the whole wait
+
+
+@pytest.mark.timeout(150)
+def test_many_small_tasks() -> None:
+    out = _run("many_small_tasks.py")
+    assert "100,000 scores in chunks of 1,000: total 49,950,000" in out
+    assert "the first 999 after item 50,000 of an endless stream: item 50,159" in out

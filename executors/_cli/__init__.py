@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--tasks", type=_positive, default=40, help="how many ranges (default 40)")
     demo.add_argument(
+        "--chunksize",
+        type=_positive,
+        default=None,
+        help="count the ranges with map(), this many to a task (default: one submit each)",
+    )
+    demo.add_argument(
         "--workers",
         type=_positive,
         default=None,
@@ -76,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for usage errors)."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        return 0 if run_demo(_executor(args.executor, args.workers), args.tasks, sys.stdout) else 1
+        executor = _executor(args.executor, args.workers)
+        return 0 if run_demo(executor, args.tasks, sys.stdout, args.chunksize) else 1
     if args.command == "watch":
         return _watch.main(args, sys.stdout, sys.stderr)
     if args.command == "bench":

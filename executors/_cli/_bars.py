@@ -17,7 +17,7 @@ from typing import Any
 
 from . import _bench_work as work
 
-__all__ = ["BARS", "FULL", "QUICK", "Outcome", "Size", "in_own_process"]
+__all__ = ["BARS", "FULL", "QUICK", "Outcome", "Size", "in_own_process", "interleave"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ class Size:
     p4_tasks: int
     p5_batches: int
     p5_batch: int
+    p7_items: int
+    p7_peer_items: int  # Client.map of one task per item: ~500/s, so fewer items
+    p7_chunksize: int
+    p8_small: int
+    p8_large: int
+    p8_chunksize: int
     warm_up: bool = True  # a quick run judges nothing: it need not warm up either
 
 
@@ -44,6 +50,12 @@ FULL = Size(
     p4_tasks=10_000,
     p5_batches=10,
     p5_batch=10_000,
+    p7_items=100_000,
+    p7_peer_items=3_000,
+    p7_chunksize=1_000,
+    p8_small=100_000,
+    p8_large=1_000_000,
+    p8_chunksize=100,
 )
 QUICK = Size(
     repeats=1,
@@ -54,6 +66,12 @@ QUICK = Size(
     p4_tasks=100,
     p5_batches=2,
     p5_batch=100,
+    p7_items=2_000,
+    p7_peer_items=100,
+    p7_chunksize=100,
+    p8_small=1_000,
+    p8_large=10_000,
+    p8_chunksize=10,
     warm_up=False,
 )
 

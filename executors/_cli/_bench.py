@@ -22,10 +22,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
-from ._bars import BARS, FULL, QUICK, Outcome, in_own_process
+from ._bars import BARS as _BARS
+from ._bars import FULL, QUICK, Outcome, in_own_process
 from ._bench_work import quiet_dask
+from ._map_bars import bench_p7, bench_p8
 
 __all__ = ["BARS", "main"]
+
+BARS = {**_BARS, "P7": bench_p7, "P8": bench_p8}
 
 
 def _machine() -> dict[str, Any]:
@@ -94,7 +98,7 @@ def run(bars: Sequence[str], quick: bool, out: TextIO) -> dict[str, Any]:
 def parser(parent: argparse._SubParsersAction[Any] | None = None) -> argparse.ArgumentParser:
     """The ``bench`` options, as a sub-command of ``python -m executors`` or on their own."""
     description = (
-        "Measure SPEC §11's bars P1-P6: each executor against its peer, in turns, medians. "
+        "Measure SPEC §11's bars P1-P8: each executor against its peer, in turns, medians. "
         "Exits 1 if a bar does not hold."
     )
     if parent is None:

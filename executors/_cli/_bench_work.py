@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import itertools
 import json
 import logging
 import resource
@@ -264,6 +265,92 @@ def p6_raw() -> float:
     return time.perf_counter() - started
 
 
-if __name__ == "__main__":  # P5 runs here, one process per sample: VARIANT BATCHES BATCH
+# -- P7: many tiny tasks, in chunks ------------------------------------------------------
+
+
+def p7_executor(items: int, chunksize: int) -> float:
+    """Seconds to map a no-op over ``items`` in chunks and consume every result."""
+    with DaskExecutor(cluster_kwargs=CLUSTER) as ex:
+        ex.submit(noop).result()  # the workers are up: their start is not the map's
+        started = time.perf_counter()
+        for _ in ex.map(noop, range(items), chunksize=chunksize):
+            pass
+        return time.perf_counter() - started
+
+
+def p7_client_map(items: int) -> float:
+    """Seconds for ``Client.map`` of one task per item, and the gather."""
+    cluster, client = _raw_cluster()
+    with cluster, client:
+        client.submit(noop, pure=False).result()
+        started = time.perf_counter()
+        client.gather(client.map(noop, range(items), pure=False))
+        return time.perf_counter() - started
+
+
+def p7_process_pool(items: int, chunksize: int) -> float:
+    """Seconds for ``ProcessPoolExecutor(2).map`` in chunks (the local limit)."""
+    with concurrent.futures.ProcessPoolExecutor(LOCAL_WORKERS) as pool:
+        list(pool.map(noop, range(LOCAL_WORKERS)))  # the processes are up
+        started = time.perf_counter()
+        for _ in pool.map(noop, range(items), chunksize=chunksize):
+            pass
+        return time.perf_counter() - started
+
+
+def p7_ray(items: int) -> float | None:
+    """Seconds for Ray ``remote`` + ``get`` of one task per item; None without Ray."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    ray.init(num_cpus=LOCAL_WORKERS, include_dashboard=False, log_to_driver=False)
+    try:
+        remote_noop = ray.remote(noop)
+        ray.get(remote_noop.remote(0))
+        started = time.perf_counter()
+        ray.get([remote_noop.remote(i) for i in range(items)])
+        return time.perf_counter() - started
+    finally:
+        ray.shutdown()
+
+
+# -- P8: an endless generator in bounded memory (its own process: peak RSS) -------------
+
+
+def p8_memory(small: int, large: int, chunksize: int, buffersize: int) -> dict[str, Any]:
+    """Map a no-op over an endless generator with a buffer: the peak RSS once ``small``
+    items were consumed, once ``large`` were, and the seconds each took."""
+    with DaskExecutor(cluster_kwargs=CLUSTER) as ex:
+        ex.submit(noop).result()
+        results = ex.map(noop, itertools.count(), chunksize=chunksize, buffersize=buffersize)
+        started = time.perf_counter()
+        before = _rss()
+        seen = {}
+        for n, _ in enumerate(results, 1):
+            if n == small:
+                seen["small"] = {"peak_rss": _peak_rss(), "seconds": time.perf_counter() - started}
+            if n == large:
+                break
+        seen["large"] = {"peak_rss": _peak_rss(), "seconds": time.perf_counter() - started}
+        results.close()
+    return {"rss_before": before, **seen}
+
+
+def p8_map(items: int, chunksize: int, buffersize: int | None) -> float:
+    """Seconds to map a no-op over ``items`` of a generator, with or without a buffer."""
+    with DaskExecutor(cluster_kwargs=CLUSTER) as ex:
+        ex.submit(noop).result()
+        started = time.perf_counter()
+        source = (n for n in range(items))
+        for _ in ex.map(noop, source, chunksize=chunksize, buffersize=buffersize):
+            pass
+        return time.perf_counter() - started
+
+
+if __name__ == "__main__":  # P5 and P8's memory run here, one process per sample
     quiet_dask()
-    print(json.dumps(p5_memory(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
+    if sys.argv[1] == "p8":  # p8 SMALL LARGE CHUNKSIZE BUFFERSIZE
+        print(json.dumps(p8_memory(*map(int, sys.argv[2:6]))))
+    else:  # VARIANT BATCHES BATCH
+        print(json.dumps(p5_memory(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))

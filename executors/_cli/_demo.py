@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TextIO, TypeVar
 
 from .. import Executor, as_completed, signals
 from .._progress import print_above_bars, progress_bar_shown
 from ._watch import describe
 
 __all__ = ["count_primes", "run_demo"]
+
+T = TypeVar("T")
 
 CHUNK = 20_000
 
@@ -48,8 +50,18 @@ def _sieve(limit: int) -> int:
     return sum(marks)
 
 
-def run_demo(executor: Executor, tasks: int, out: TextIO) -> bool:
-    """Run the workload on ``executor``; print events and a summary; True if correct."""
+def _report(done: Iterable[T], tasks: int, bar: bool, out: TextIO) -> Iterator[T]:
+    """``done`` as it comes; without a progress bar, a line every tenth of the way."""
+    for count, item in enumerate(done, 1):
+        if not bar and (count == tasks or count % max(1, tasks // 10) == 0):
+            print(f"  {count}/{tasks} ranges counted", file=out, flush=True)
+        yield item
+
+
+def run_demo(executor: Executor, tasks: int, out: TextIO, chunksize: int | None = None) -> bool:
+    """Run the workload on ``executor``; print events and a summary; True if correct.
+
+    With ``chunksize``, the ranges are counted by ``map``, that many to a task."""
     limit = tasks * CHUNK
 
     def on_event(name: str) -> Callable[..., None]:
@@ -77,25 +89,34 @@ def run_demo(executor: Executor, tasks: int, out: TextIO) -> bool:
             connected.enter_context(signal.connected_to(receiver, sender=executor))
         started = time.perf_counter()
         with executor:
-            parts = [
-                executor.submit(
-                    count_primes,
-                    i * CHUNK,
-                    (i + 1) * CHUNK,
-                    extra_context={"task_name": "count_primes", "map_index": i},
-                )
-                for i in range(tasks)
-            ]
             bar = progress_bar_shown()  # else a line every tenth of the way
-            for done, _ in enumerate(as_completed(parts, progress=bar), 1):
-                if not bar and (done == tasks or done % max(1, tasks // 10) == 0):
-                    print(f"  {done}/{tasks} ranges counted", file=out, flush=True)
-            answer = executor.submit(total, parts, extra_context={"task_name": "total"}).result()
+            if chunksize is not None:
+                starts = [i * CHUNK for i in range(tasks)]
+                stops = [start + CHUNK for start in starts]
+                counts = executor.map(
+                    count_primes, starts, stops, chunksize=chunksize, progress=bar
+                )
+                answer = sum(_report(counts, tasks, bar, out))
+            else:
+                parts = [
+                    executor.submit(
+                        count_primes,
+                        i * CHUNK,
+                        (i + 1) * CHUNK,
+                        extra_context={"task_name": "count_primes", "map_index": i},
+                    )
+                    for i in range(tasks)
+                ]
+                for _ in _report(as_completed(parts, progress=bar), tasks, bar, out):
+                    pass
+                total_task = executor.submit(total, parts, extra_context={"task_name": "total"})
+                answer = total_task.result()
         elapsed = time.perf_counter() - started
+    ran = tasks + 1 if chunksize is None else -(-tasks // chunksize)  # the tasks that ran
     expected = _sieve(limit)
     print(
-        f"{type(executor).__name__}: {tasks + 1} tasks in {elapsed:.2f} s "
-        f"({(tasks + 1) / elapsed:.1f} tasks/s); primes below {limit:,}: {answer:,} "
+        f"{type(executor).__name__}: {ran} tasks in {elapsed:.2f} s "
+        f"({ran / elapsed:.1f} tasks/s); primes below {limit:,}: {answer:,} "
         f"({'correct' if answer == expected else f'WRONG, expected {expected:,}'})",
         file=out,
     )
