@@ -52,20 +52,29 @@ def progress_bar_shown(stream: TextIO | None = None) -> bool:
     return True
 
 
-def open_progress_bar(
-    futures: Iterable[Future[Any]], stream: TextIO | None = None
-) -> ProgressBar | None:
-    """A bar over ``futures`` on ``stream`` (stderr), or None when it would not be seen:
-    not a terminal, or tqdm missing (then a ``RuntimeWarning`` says how to get it)."""
-    stream = sys.stderr if stream is None else stream
+def _tqdm_if_seen(stream: TextIO, stacklevel: int) -> Any:
+    """tqdm, to draw a bar on ``stream``; None when the bar would not be seen: not a
+    terminal, or tqdm missing (then a ``RuntimeWarning``, pointing ``stacklevel`` frames
+    up, says how to get it)."""
     if not _is_terminal(stream):
         return None
     try:
         import tqdm
     except ImportError:
-        warnings.warn(MISSING_TQDM, RuntimeWarning, stacklevel=3)
+        warnings.warn(MISSING_TQDM, RuntimeWarning, stacklevel=stacklevel)
         return None
-    return ProgressBar(list(futures), stream, tqdm.tqdm)
+    return tqdm
+
+
+def open_progress_bar(
+    futures: Iterable[Future[Any]], stream: TextIO | None = None, user_frame: int = 1
+) -> ProgressBar | None:
+    """A bar over ``futures`` on ``stream`` (stderr), or None when it would not be seen:
+    not a terminal, or tqdm missing (then a ``RuntimeWarning`` says how to get it, at the
+    user's call: ``user_frame`` frames above this one)."""
+    stream = sys.stderr if stream is None else stream
+    tqdm = _tqdm_if_seen(stream, stacklevel=2 + user_frame)
+    return None if tqdm is None else ProgressBar(list(futures), stream, tqdm.tqdm)
 
 
 def open_count_bar(total: int | None, stream: TextIO | None = None) -> Any:
@@ -73,15 +82,11 @@ def open_count_bar(total: int | None, stream: TextIO | None = None) -> Any:
     (``update(n)``, ``close()``); ``total`` None when the items are read lazily. None
     when it would not be seen (as :func:`open_progress_bar`)."""
     stream = sys.stderr if stream is None else stream
-    if not _is_terminal(stream):
-        return None
-    try:
-        import tqdm
-    except ImportError:
-        warnings.warn(MISSING_TQDM, RuntimeWarning, stacklevel=4)
+    tqdm = _tqdm_if_seen(stream, stacklevel=5)
+    if tqdm is None:
         return None
 
-    class Bar(tqdm.tqdm):  # type: ignore[misc]
+    class Bar(tqdm.tqdm):  # type: ignore[misc,name-defined]
         monitor_interval = 0  # tqdm's monitor thread would outlive the bar
 
     return Bar(total=total, file=stream, unit="item", desc="items", dynamic_ncols=True)

@@ -113,7 +113,7 @@ def as_completed(
 def _with_progress_bar(
     completed: Iterator[Future[T]], futures: list[Future[T]]
 ) -> Iterator[Future[T]]:
-    bar = open_progress_bar(futures)
+    bar = open_progress_bar(futures, user_frame=2)  # the user's next() is 2 frames up
     try:
         yield from completed
     finally:
@@ -155,7 +155,7 @@ def wait_for(futures: Any, timeout: float | None, progress: bool) -> Any:
     until = deadline(timeout)
     found: dict[Future[Any], None] = {}
     find_futures(futures, found)
-    bar = open_progress_bar(found) if progress else None
+    bar = open_progress_bar(found, user_frame=3) if progress else None  # via Executor.wait
     try:
         pending = []
         for future in found:

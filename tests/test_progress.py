@@ -119,17 +119,26 @@ def test_no_bar_when_stderr_is_not_a_terminal() -> None:
 
 
 @pytest.mark.timeout(90)
-def test_without_tqdm_a_warning_says_how_to_get_it() -> None:
+@pytest.mark.parametrize(
+    "call",
+    [
+        "ex.wait([ex.submit(tasks.inc, 1)], progress=True)",
+        "list(ex.map(tasks.inc, [1], progress=True))",
+        "[f.result() for f in as_completed([ex.submit(tasks.inc, 1)], progress=True)]",
+    ],
+)
+def test_without_tqdm_a_warning_says_how_to_get_it(call: str) -> None:
     status, out, err = _run(
-        """
+        f"""
         sys.modules["tqdm"] = None  # as if it were not installed
         with LocalExecutor() as ex:
-            print(ex.wait([ex.submit(tasks.inc, 1)], progress=True))
+            print({call})
         """
     )
     assert status == 0, err
     assert out.strip() == "[2]"
     assert "RuntimeWarning" in err and "pip install 'executors[progress]'" in err
+    assert err.startswith("<string>:"), err  # it points at the script's line, not ours
 
 
 def test_off_by_default_and_off_for_a_stream_that_is_not_a_terminal() -> None:
