@@ -371,6 +371,8 @@ def loop_trouble(record: logging.LogRecord) -> str | None:
     if slow and record.threadName.startswith("executors-loop"):
         # The callback's repr says where it was made (asyncio's debug mode).
         created = text.split(" took ")[0]
+        if "coro=<_start_cluster()" in created:
+            return None  # a cluster's own start (distributed's code), not ours: see _session
         if any(place in created for place in OUR_CODE):
             return f"slow callback on {record.threadName}: {text}"
         return None

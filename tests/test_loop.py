@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import logging
 import threading
 import time
 
+import distributed
 import pytest
-from conftest import _trouble
+from conftest import TEMPORARY_CLUSTER, _trouble
 
+from executors import DaskExecutor
 from executors._dask import _loop
 from executors._dask._loop import LoopThread
 
@@ -66,6 +69,18 @@ class TestTheGuard:
             loop.run(asyncio.sleep(0))
         assert any("slow callback on executors-loop-test" in found for found in _trouble.found)
 
+    def test_a_clusters_own_slow_start_is_not_counted_as_ours(self) -> None:
+        seen = _Records()
+        logging.getLogger("asyncio").addHandler(seen)
+        try:
+            with DaskExecutor(cluster_class=_SlowToMake, cluster_kwargs=TEMPORARY_CLUSTER) as ex:
+                assert ex.submit(int, "3").result(timeout=30) == 3
+        finally:
+            logging.getLogger("asyncio").removeHandler(seen)
+        slow = [text for text in seen.texts if " took " in text]
+        assert any("coro=<_start_cluster()" in text for text in slow), slow  # asyncio saw it
+        assert _trouble.found == []  # and the guard let it be
+
     @pytest.mark.loop_trouble_expected
     def test_a_task_destroyed_while_pending_is_caught(self) -> None:
         loop = asyncio.new_event_loop()
@@ -75,6 +90,23 @@ class TestTheGuard:
         del task
         gc.collect()
         assert any("Task was destroyed but it is pending" in found for found in _trouble.found)
+
+
+class _SlowToMake(distributed.LocalCluster):
+    """A cluster class whose constructor holds the loop longer than a callback may."""
+
+    def __init__(self, **kwargs: object) -> None:
+        time.sleep(_loop.SLOW_CALLBACK_SECONDS + 0.1)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(record.getMessage())
 
 
 async def _name_of_this_thread() -> str:

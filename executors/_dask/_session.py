@@ -31,6 +31,17 @@ def _nothing() -> None:
     pass
 
 
+async def _start_cluster(factory: Any, kwargs: dict[str, Any]) -> Any:
+    """Make and start a cluster: the factory's code (distributed's, or the user's cluster
+    class), some of whose steps are long and synchronous, as a cluster starts."""
+    cluster = factory(asynchronous=True, **kwargs)
+    if inspect.iscoroutine(cluster):
+        cluster = await cluster
+    if inspect.isawaitable(cluster):
+        cluster = await cluster
+    return cluster
+
+
 def _takes(factory: Any, name: str) -> bool:
     """Whether calling ``factory`` accepts the keyword argument ``name``: exactly
     ``LocalCluster`` does; a subclass only if its signature says so (a narrower
@@ -156,11 +167,9 @@ class Session:
                 kwargs.setdefault("silence_logs", logging.CRITICAL)
             if "security" in self._client_kwargs and _takes(factory, "security"):
                 kwargs.setdefault("security", self._client_kwargs["security"])
-        cluster = factory(asynchronous=True, **kwargs)
-        if inspect.iscoroutine(cluster):
-            cluster = await cluster
-        if inspect.isawaitable(cluster):
-            cluster = await cluster
+        # A task of its own, named, so that the time the factory's code takes on this loop
+        # is told apart from ours (asyncio's debug mode names the task of a slow step).
+        cluster = await asyncio.ensure_future(_start_cluster(factory, kwargs))
         try:
             if self._adapt_kwargs is not None:
                 adapting = cluster.adapt(**self._adapt_kwargs)
