@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 from ._calling import run_to_end
 from ._future import FINISHED, NOT_FETCHED, PENDING, Future, deadline, remaining
 from ._progress import open_count_bar
-from ._task import function_name
+from ._task import function_name, is_positive_int
 from ._waiting import fetch_all
 
 __all__ = ["Chunk", "MapResults", "check_map_arguments", "map_items", "run_chunk"]
@@ -51,11 +51,9 @@ def check_map_arguments(
 ) -> None:
     """:raises ValueError: for a chunk or buffer size that is not a positive int, or an
     ``extra_context`` that sets what map sets itself."""
-    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+    if not is_positive_int(chunksize):
         raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
-    if buffersize is not None and (
-        isinstance(buffersize, bool) or not isinstance(buffersize, int) or buffersize < 1
-    ):
+    if buffersize is not None and not is_positive_int(buffersize):
         raise ValueError(f"buffersize must be None or an int >= 1, got {buffersize!r}")
     for reserved in ("key", "map_index"):
         if extra_context is not None and reserved in extra_context:

@@ -14,7 +14,14 @@ from dask.utils import funcname
 
 from ._future import Future
 
-__all__ = ["EXTRA_CONTEXT_KEYS", "NO_OPTIONS", "Task", "TaskOptions", "task_options"]
+__all__ = [
+    "EXTRA_CONTEXT_KEYS",
+    "NO_OPTIONS",
+    "Task",
+    "TaskOptions",
+    "is_positive_int",
+    "task_options",
+]
 
 EXTRA_CONTEXT_KEYS = frozenset(
     {"task_name", "task_full_name", "map_index", "tags", "key", "retries", "priority"}
@@ -145,6 +152,11 @@ os.register_at_fork(after_in_child=_reseed_keys)
 
 def new_key(name: str) -> str:
     return f"{name}-{_key_bits(128):032x}"
+
+
+def is_positive_int(value: object) -> bool:
+    """Whether ``value`` is an int >= 1 (a bool is not: ``True`` is no count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _int_option(

@@ -12,6 +12,7 @@ import dask.system
 from .._base import Executor
 from .._main_guard import require_main_guard
 from .._run import Run
+from .._task import is_positive_int
 from ._graphs import Graphs
 
 __all__ = ["SCHEDULERS", "LocalDaskExecutor"]
@@ -46,9 +47,7 @@ class LocalDaskExecutor(Executor):
         name = scheduler.lower() if isinstance(scheduler, str) else None
         if name not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {scheduler!r}")
-        if num_workers is not None and (
-            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
-        ):
+        if num_workers is not None and not is_positive_int(num_workers):
             raise ValueError(f"num_workers must be a positive int or None, got {num_workers!r}")
         self._scheduler = SCHEDULERS[name]
         self._num_workers = num_workers
