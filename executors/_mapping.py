@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -162,7 +162,7 @@ class MapResults(Generator[T, None, None]):
 
     def close(self) -> None:
         self._results.close()  # a started iterator cancels the rest itself, as it ends
-        _cancel(self._pending)
+        _cancel(self._pending)  # one never started has not
         if self._bar is not None:
             self._bar.close()
 
@@ -223,16 +223,15 @@ def _results(
 
 
 def _cancel(pending: collections.deque[Future[Any]]) -> None:
-    """Cancel what was not yielded, the last first: a chunk that runs is stopped only
-    once none after it can start in its place."""
-    for future in reversed(pending):
-        future.cancel()
+    """Cancel what was not yielded, the last first (a chunk that runs is stopped only
+    once none after it can start in its place), and let go of it."""
+    while pending:
+        pending.pop().cancel()
 
 
-def _start(futures: Iterable[Future[Any]]) -> None:
+def _start(futures: Sequence[Future[Any]]) -> None:
     """Get ``futures`` going now, as concurrent.futures' map does at the call (a
     LocalDaskExecutor would otherwise hold them until someone waits)."""
-    futures = list(futures)
     if futures:
         futures[0]._owner.want(futures)
 
