@@ -74,7 +74,7 @@ def open_progress_bar(
     user's call: ``user_frame`` frames above this one)."""
     stream = sys.stderr if stream is None else stream
     tqdm = _tqdm_if_seen(stream, stacklevel=2 + user_frame)
-    return None if tqdm is None else ProgressBar(list(futures), stream, tqdm.tqdm)
+    return None if tqdm is None else ProgressBar(list(futures), stream, tqdm)
 
 
 def open_count_bar(total: int | None, stream: TextIO | None = None) -> Any:
@@ -83,31 +83,28 @@ def open_count_bar(total: int | None, stream: TextIO | None = None) -> Any:
     when it would not be seen (as :func:`open_progress_bar`)."""
     stream = sys.stderr if stream is None else stream
     tqdm = _tqdm_if_seen(stream, stacklevel=5)
-    if tqdm is None:
-        return None
+    return None if tqdm is None else _new_bar(tqdm, total, stream, "item")
 
-    class Bar(tqdm.tqdm):  # type: ignore[misc,name-defined]
+
+def _new_bar(tqdm: Any, total: int | None, stream: TextIO, unit: str) -> Any:
+    """A tqdm bar counting ``unit``s on ``stream``, that leaves no thread behind."""
+
+    class Bar(tqdm.tqdm):  # type: ignore[misc]
         monitor_interval = 0  # tqdm's monitor thread would outlive the bar
 
-    return Bar(total=total, file=stream, unit="item", desc="items", dynamic_ncols=True)
+    return Bar(total=total, file=stream, unit=unit, desc=f"{unit}s", dynamic_ncols=True)
 
 
 class ProgressBar:
     """Counts ``futures`` as they end; ``close()`` counts what is left and ends the bar."""
 
-    def __init__(self, futures: list[Future[Any]], stream: TextIO, tqdm_class: Any) -> None:
+    def __init__(self, futures: list[Future[Any]], stream: TextIO, tqdm: Any) -> None:
         self._lock = threading.Lock()
         self._futures = {future.key: future for future in futures}  # type: ignore[attr-defined]
         self._counted: set[str] = set()
         self.failed = 0
         self.cancelled = 0
-
-        class Bar(tqdm_class):  # type: ignore[misc]
-            monitor_interval = 0  # tqdm's monitor thread would outlive the bar
-
-        self._bar: Any = Bar(
-            total=len(self._futures), file=stream, unit="task", desc="tasks", dynamic_ncols=True
-        )
+        self._bar: Any = _new_bar(tqdm, len(self._futures), stream, "task")
         signals.task_finished.connect(self._on_finished, weak=False)
         with self._lock:  # those that ended before the receiver was connected
             for key, future in self._futures.items():
