@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from ._future import FINISHED, NOT_FETCHED, PENDING, Future, Waiter, deadline, remaining
@@ -68,23 +68,26 @@ def block_until_done(
     return waiter
 
 
-def prepare_all(futures: Iterable[Future[Any]]) -> None:
-    """Ask each run to get its pending Futures computed (lazy executors need this)."""
+def _by_owner(
+    futures: Iterable[Future[Any]], wanted: Callable[[Future[Any]], bool]
+) -> Iterable[tuple[Any, list[Future[Any]]]]:
+    """The ``wanted`` ones of ``futures``, by the run that owns them."""
     by_owner: dict[int, tuple[Any, list[Future[Any]]]] = {}
     for future in futures:
-        if future._status is PENDING:
+        if wanted(future):
             by_owner.setdefault(id(future._owner), (future._owner, []))[1].append(future)
-    for owner, pending in by_owner.values():
+    return by_owner.values()
+
+
+def prepare_all(futures: Iterable[Future[Any]]) -> None:
+    """Ask each run to get its pending Futures computed (lazy executors need this)."""
+    for owner, pending in _by_owner(futures, lambda future: future._status is PENDING):
         owner.prepare(pending)
 
 
 def fetch_all(futures: Iterable[Future[Any]], timeout: float | None) -> None:
     """Fetch the results still on the cluster, in one round trip per run."""
-    by_owner: dict[int, tuple[Any, list[Future[Any]]]] = {}
-    for future in futures:
-        if future._value is NOT_FETCHED:
-            by_owner.setdefault(id(future._owner), (future._owner, []))[1].append(future)
-    for owner, unfetched in by_owner.values():
+    for owner, unfetched in _by_owner(futures, lambda future: future._value is NOT_FETCHED):
         owner.fetch(unfetched, timeout)
 
 
