@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import os
 import pathlib
 import signal
@@ -155,6 +156,24 @@ class TestLosingTheScheduler:
         assert set(per_key.values()) == {1}  # each result delivered once
         if down_for:
             assert recorded.retrying.calls  # the executor's own attempts
+
+    def test_a_lazy_chunked_map_loses_no_item_to_a_restarted_scheduler(
+        self, dask_processes: DaskProcesses
+    ) -> None:
+        port, processes, executor = _served(dask_processes, connect_timeout=40)
+        with Signals(executor) as recorded, executor:
+            pulled = itertools.count()
+            results = executor.map(
+                tasks.sleep_then, itertools.repeat(0.05), pulled, chunksize=5, buffersize=4
+            )
+            seen = [next(results) for _ in range(10)]
+            _kill(dask_processes, processes)
+            _cluster(dask_processes, port)
+            seen += [next(results) for _ in range(30)]
+            results.close()
+        assert seen == list(range(40))
+        assert len(recorded.back.calls) == 1 and recorded.back.calls[0]["resubmitted"] > 0
+        assert next(pulled) <= 40 + 4 * 5  # still read lazily: what was yielded and a buffer
 
     def test_a_gather_cut_by_a_killed_scheduler_reconnects_and_delivers(
         self, dask_processes: DaskProcesses
