@@ -242,12 +242,15 @@ def task_options(
             resource, amount = parse_resource_tag(tag)
             resources = resources or {}
             resources[resource] = amount
+    # The map index goes with a task name only (SPEC §3: ``load[3]``). Dask groups tasks
+    # by the name it reads off the key and keeps a record per name for good, so a map of
+    # a function's items must share the function's name, not make one a task.
     if full_name is not None:
         name = full_name
+    elif task_name is not None:
+        name = task_name if map_index is None else f"{task_name}[{map_index}]"
     else:
-        name = task_name if task_name is not None else function_name(fn)
-        if map_index is not None:
-            name = f"{name}[{map_index}]"
+        name = function_name(fn)
     if tags or resources or retries is not None or priority is not None:
         return key or new_key(name), TaskOptions(tags, resources, retries, priority)
     return key or new_key(name), NO_OPTIONS

@@ -175,6 +175,11 @@ class TestKeys:
         future = ex.submit(tasks.inc, 1, extra_context={"task_name": "load", "map_index": 3})
         assert KEY.match(future.key).group("name") == "load[3]"  # type: ignore[union-attr]
 
+    def test_a_map_index_without_a_task_name_keeps_the_function_name(self, ex: Executor) -> None:
+        # SPEC §3 puts the index after a task name; Dask reads a key's name as its group.
+        future = ex.submit(tasks.inc, 1, extra_context={"map_index": 3})
+        assert KEY.match(future.key).group("name") == "inc"  # type: ignore[union-attr]
+
     def test_task_full_name_is_used_as_given(self, ex: Executor) -> None:
         future = ex.submit(
             tasks.inc, 1, extra_context={"task_full_name": "flow.load", "map_index": 3}

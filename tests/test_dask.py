@@ -381,6 +381,10 @@ def _priorities(dask_scheduler: Any, keys: list[str]) -> set[int]:
     return {-int(dask_scheduler.tasks[key].priority[0]) for key in keys}
 
 
+def _task_prefixes(dask_scheduler: Any) -> list[str]:
+    return list(dask_scheduler.task_prefixes)
+
+
 class TestHowItSubmits:
     @pytest.fixture
     def sides(self, scheduler_address: str) -> Iterator[tuple[DaskExecutor, distributed.Client]]:
@@ -401,6 +405,20 @@ class TestHowItSubmits:
         # One per task without batching; the loop sends what was queued at once.
         assert client.run_on_scheduler(_graph_updates, keys=keys) <= 20
         executor.cancel()
+
+    def test_the_items_of_a_map_are_one_task_group_on_the_scheduler(
+        self, sides: tuple[DaskExecutor, distributed.Client]
+    ) -> None:
+        # The scheduler keeps a record per name it reads off a key, for good, and sums
+        # over a worker's names at every task it hands out: a name per item made maps
+        # of 10,000 items stall for minutes and cost the cluster its workers.
+        executor, client = sides
+        before = set(client.run_on_scheduler(_task_prefixes))
+        assert list(executor.map(tasks.inc, range(300))) == list(range(1, 301))
+        named = list(executor.map(tasks.inc, range(3), extra_context={"task_name": "load"}))
+        assert named == [1, 2, 3]
+        new = set(client.run_on_scheduler(_task_prefixes)) - before
+        assert new <= {"inc", "load[0]", "load[1]", "load[2]"}  # SPEC's names, when given
 
     def test_a_batch_splits_where_options_differ_or_a_dependency_is_in_it(
         self, sides: tuple[DaskExecutor, distributed.Client]
