@@ -65,7 +65,7 @@ class _Owner(Protocol):
 
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None: ...
 
-    def cancel_future(self, future: Future[Any]) -> bool: ...
+    def cancel_futures(self, futures: Sequence[Future[Any]]) -> int: ...
 
     def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None: ...
 
@@ -164,7 +164,7 @@ class Future(concurrent.futures.Future[T]):
         state = self._status
         if state is not PENDING:
             return state is CANCELLED
-        return self._owner.cancel_future(self)
+        return self._owner.cancel_futures((self,)) > 0
 
     def running(self) -> bool:
         """Always False: a task that has not ended can still be cancelled (see

@@ -70,8 +70,8 @@ class _Inline:
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
         pass  # every result is here
 
-    def cancel_one(self, future: Future[Any]) -> bool:
-        return False  # it has ended
+    def cancel_futures(self, futures: Sequence[Future[Any]]) -> int:
+        return 0  # they have ended
 
     def cancel_all(self) -> None:
         pass

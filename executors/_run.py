@@ -78,8 +78,9 @@ class Backend(Protocol):
         """Bring the results of ``futures`` here (those whose value is NOT_FETCHED);
         may wait for pending ones first, up to ``timeout``."""
 
-    def cancel_one(self, future: Future[Any]) -> bool:
-        """``Future.cancel()``: True if ``future`` ended cancelled."""
+    def cancel_futures(self, futures: Sequence[Future[Any]]) -> int:
+        """Cancel these pending Futures, in their order, in one go (``Future.cancel()``,
+        and map's unyielded rest); how many ended cancelled."""
 
     def cancel_all(self) -> None:
         """The run was cancelled: stop what has not started, end every pending Future."""
@@ -151,8 +152,8 @@ class Run:
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
         self.backend.fetch(futures, timeout)
 
-    def cancel_future(self, future: Future[Any]) -> bool:
-        return self.backend.cancel_one(future)
+    def cancel_futures(self, futures: Sequence[Future[Any]]) -> int:
+        return self.backend.cancel_futures(futures)
 
     def call_soon(self, fn: Callable[..., Any], /, *args: Any) -> None:
         self.dispatcher.call(fn, *args)

@@ -19,6 +19,7 @@ from ._structure import find_futures, replace_futures
 __all__ = [
     "as_completed",
     "block_until_done",
+    "by_owner",
     "fetch_all",
     "prepare_all",
     "wait_for",
@@ -68,26 +69,26 @@ def block_until_done(
     return waiter
 
 
-def _by_owner(
+def by_owner(
     futures: Iterable[Future[Any]], wanted: Callable[[Future[Any]], bool]
 ) -> Iterable[tuple[Any, list[Future[Any]]]]:
     """The ``wanted`` ones of ``futures``, by the run that owns them."""
-    by_owner: dict[int, tuple[Any, list[Future[Any]]]] = {}
+    groups: dict[int, tuple[Any, list[Future[Any]]]] = {}
     for future in futures:
         if wanted(future):
-            by_owner.setdefault(id(future._owner), (future._owner, []))[1].append(future)
-    return by_owner.values()
+            groups.setdefault(id(future._owner), (future._owner, []))[1].append(future)
+    return groups.values()
 
 
 def prepare_all(futures: Iterable[Future[Any]]) -> None:
     """Ask each run to get its pending Futures computed (lazy executors need this)."""
-    for owner, pending in _by_owner(futures, lambda future: future._status is PENDING):
+    for owner, pending in by_owner(futures, lambda future: future._status is PENDING):
         owner.prepare(pending)
 
 
 def fetch_all(futures: Iterable[Future[Any]], timeout: float | None) -> None:
     """Fetch the results still on the cluster, in one round trip per run."""
-    for owner, unfetched in _by_owner(futures, lambda future: future._value is NOT_FETCHED):
+    for owner, unfetched in by_owner(futures, lambda future: future._value is NOT_FETCHED):
         owner.fetch(unfetched, timeout)
 
 

@@ -385,6 +385,16 @@ def _task_prefixes(dask_scheduler: Any) -> list[str]:
     return list(dask_scheduler.task_prefixes)
 
 
+def _cancel_requests(client: distributed.Client, since: float) -> list[int]:
+    """How many keys each cancel request since ``since`` named (the scheduler's log)."""
+    return [
+        event["count"]
+        for events in client.get_events().values()
+        for stamp, event in events
+        if stamp >= since and isinstance(event, dict) and event.get("action") == "cancel"
+    ]
+
+
 class TestHowItSubmits:
     @pytest.fixture
     def sides(self, scheduler_address: str) -> Iterator[tuple[DaskExecutor, distributed.Client]]:
@@ -419,6 +429,19 @@ class TestHowItSubmits:
         assert named == [1, 2, 3]
         new = set(client.run_on_scheduler(_task_prefixes)) - before
         assert new <= {"inc", "load[0]", "load[1]", "load[2]"}  # SPEC's names, when given
+
+    def test_closing_a_map_cancels_what_it_did_not_yield_in_one_request(
+        self, sides: tuple[DaskExecutor, distributed.Client]
+    ) -> None:
+        # One request, not one a Future: a map of 100,000 items left early would
+        # otherwise take a trip to the loop for each.
+        executor, client = sides
+        since = time.time()
+        results = executor.map(tasks.sleep_then, [0.2] * 40, range(40))
+        assert next(results) == 0
+        results.close()
+        assert wait_until(lambda: sum(_cancel_requests(client, since)) >= 30, 30)
+        assert len(_cancel_requests(client, since)) == 1
 
     def test_a_batch_splits_where_options_differ_or_a_dependency_is_in_it(
         self, sides: tuple[DaskExecutor, distributed.Client]

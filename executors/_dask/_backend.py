@@ -152,10 +152,10 @@ class DaskRun:
             )
         self.loop.run(fetch(self.table, futures, timeout), timeout)
 
-    def cancel_one(self, future: Future[Any]) -> bool:
+    def cancel_futures(self, futures: Sequence[Future[Any]]) -> int:
         if self.closed:
-            return False
-        return self.loop.run(self._acancel([future], by_run=False), CLOSE_TIMEOUT) > 0
+            return 0
+        return self.loop.run(self._acancel(list(futures), by_run=False), CLOSE_TIMEOUT)
 
     def cancel_all(self) -> None:
         if not self.closed and not self.loop.in_loop_thread():

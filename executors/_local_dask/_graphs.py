@@ -233,10 +233,11 @@ class Graphs:
         for task in tasks:
             self.run.cancel_pending(task.let_go(), by_run=True)
 
-    def cancel_one(self, future: Future[Any]) -> bool:
+    def cancel_futures(self, futures: Sequence[Future[Any]]) -> int:
         with self.lock:  # a recorded one stays in `pending`: compute() skips it
-            self.live.pop(future._key, None)
-        return self.run.cancel_pending(future, by_run=False)
+            for future in futures:
+                self.live.pop(future._key, None)
+        return sum(self.run.cancel_pending(future, by_run=False) for future in futures)
 
     def close(self, cancelled: bool) -> str | None:
         if cancelled:
