@@ -433,8 +433,8 @@ class TestHowItSubmits:
     def test_closing_a_map_cancels_what_it_did_not_yield_in_one_request(
         self, sides: tuple[DaskExecutor, distributed.Client]
     ) -> None:
-        # One request, not one a Future: a map of 100,000 items left early would
-        # otherwise take a trip to the loop for each.
+        # One request (up to a hundred keys), not one a Future: a map of 100,000 items
+        # left early would otherwise take a trip to the loop for each.
         executor, client = sides
         since = time.time()
         results = executor.map(tasks.sleep_then, [0.2] * 40, range(40))
@@ -442,6 +442,21 @@ class TestHowItSubmits:
         results.close()
         assert wait_until(lambda: sum(_cancel_requests(client, since)) >= 30, 30)
         assert len(_cancel_requests(client, since)) == 1
+
+    def test_a_cancel_asks_the_scheduler_in_slices_of_a_hundred_keys(
+        self, sides: tuple[DaskExecutor, distributed.Client]
+    ) -> None:
+        # distributed handles a cancel request in time quadratic in its keys: one for
+        # 20,000 keys held the scheduler's loop for 16 s.
+        executor, client = sides
+        since = time.time()
+        futures = [executor.submit(tasks.sleep_then, 0.5, i) for i in range(250)]
+        assert wait_until(lambda: client.run_on_scheduler(_knows, key=futures[-1].key))
+        executor.cancel()
+        cancelled = sum(future.cancelled() for future in futures)
+        assert cancelled >= 240
+        assert wait_until(lambda: sum(_cancel_requests(client, since)) == cancelled, 30)
+        assert max(_cancel_requests(client, since)) == 100
 
     def test_a_batch_splits_where_options_differ_or_a_dependency_is_in_it(
         self, sides: tuple[DaskExecutor, distributed.Client]
