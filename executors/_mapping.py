@@ -23,7 +23,7 @@ from ._calling import run_to_end
 from ._future import FINISHED, NOT_FETCHED, PENDING, Future, deadline, remaining
 from ._progress import open_count_bar
 from ._task import function_name, is_positive_int
-from ._waiting import by_owner, fetch_all
+from ._waiting import cancel_together, fetch_all
 
 __all__ = ["Chunk", "MapResults", "check_map_arguments", "map_items", "run_chunk"]
 
@@ -224,11 +224,8 @@ def _results(
 
 def _cancel(pending: collections.deque[Future[Any]]) -> None:
     """Cancel what was not yielded, the last first (a chunk that runs is stopped only
-    once none after it can start in its place), in one go per run (on Dask one trip to
-    the loop, not one a Future), and let go of it."""
-    unyielded = reversed(pending)
-    for owner, futures in by_owner(unyielded, lambda future: future._status is PENDING):
-        owner.cancel_futures(futures)
+    once none after it can start in its place), in one go, and let go of it."""
+    cancel_together(reversed(pending))
     pending.clear()
 
 

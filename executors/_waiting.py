@@ -19,7 +19,7 @@ from ._structure import find_futures, replace_futures
 __all__ = [
     "as_completed",
     "block_until_done",
-    "by_owner",
+    "cancel_together",
     "fetch_all",
     "prepare_all",
     "wait_for",
@@ -69,7 +69,7 @@ def block_until_done(
     return waiter
 
 
-def by_owner(
+def _by_owner(
     futures: Iterable[Future[Any]], wanted: Callable[[Future[Any]], bool]
 ) -> Iterable[tuple[Any, list[Future[Any]]]]:
     """The ``wanted`` ones of ``futures``, by the run that owns them."""
@@ -82,14 +82,21 @@ def by_owner(
 
 def prepare_all(futures: Iterable[Future[Any]]) -> None:
     """Ask each run to get its pending Futures computed (lazy executors need this)."""
-    for owner, pending in by_owner(futures, lambda future: future._status is PENDING):
+    for owner, pending in _by_owner(futures, lambda future: future._status is PENDING):
         owner.prepare(pending)
 
 
 def fetch_all(futures: Iterable[Future[Any]], timeout: float | None) -> None:
     """Fetch the results still on the cluster, in one round trip per run."""
-    for owner, unfetched in by_owner(futures, lambda future: future._value is NOT_FETCHED):
+    for owner, unfetched in _by_owner(futures, lambda future: future._value is NOT_FETCHED):
         owner.fetch(unfetched, timeout)
+
+
+def cancel_together(futures: Iterable[Future[Any]]) -> None:
+    """Cancel the pending ones of ``futures``, in their order, in one go per run (on Dask
+    one trip to the loop, not one a Future)."""
+    for owner, pending in _by_owner(futures, lambda future: future._status is PENDING):
+        owner.cancel_futures(pending)
 
 
 def as_completed(
