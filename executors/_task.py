@@ -243,8 +243,8 @@ def task_options(
             resources = resources or {}
             resources[resource] = amount
     # The map index goes with a task name only (SPEC §3: ``load[3]``). Dask groups tasks
-    # by the name it reads off the key and keeps a record per name for good, so a map of
-    # a function's items must share the function's name, not make one a task.
+    # by the name it reads off the key and keeps a record per name for good, so the items
+    # of a map share their function's name rather than each having a name of its own.
     if full_name is not None:
         name = full_name
     elif task_name is not None:
