@@ -8,6 +8,15 @@ import time
 from typing import Any
 
 
+def write(path: str | pathlib.Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole, at once: the tests wait for a file to exist and
+    then read it, and ``write_text`` makes it exist empty before the text is in it."""
+    path = pathlib.Path(path)
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part.write_text(text)
+    os.replace(part, path)
+
+
 def inc(x: int) -> int:
     return x + 1
 
@@ -51,7 +60,7 @@ def fail_with_own_error(message: str) -> None:
 
 
 def touch(path: str, value: object = None) -> object:
-    pathlib.Path(path).write_text(str(os.getpid()))
+    write(path, str(os.getpid()))
     return value
 
 
@@ -62,11 +71,11 @@ def sleep_then(seconds: float, value: object = None) -> object:
 
 def sleep_then_touch(seconds: float, path: str) -> None:
     time.sleep(seconds)
-    pathlib.Path(path).write_text(str(os.getpid()))
+    write(path, str(os.getpid()))
 
 
 def write_pid_and_sleep(path: str, seconds: float) -> int:
-    pathlib.Path(path).write_text(str(os.getpid()))
+    write(path, str(os.getpid()))
     time.sleep(seconds)
     return os.getpid()
 
@@ -74,7 +83,7 @@ def write_pid_and_sleep(path: str, seconds: float) -> int:
 def rendezvous(directory: str, name: str, others: int, timeout: float) -> bool:
     """True if ``others`` other tasks check in while this one waits: they ran in parallel."""
     folder = pathlib.Path(directory)
-    (folder / name).write_text(str(os.getpid()))
+    write(folder / name, str(os.getpid()))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if len(list(folder.iterdir())) > others:
@@ -107,7 +116,7 @@ def fail_once(path: str) -> str:
     """Fail the first time (leaving ``path`` behind), succeed after."""
     marker = pathlib.Path(path)
     if not marker.exists():
-        marker.write_text("failed once")
+        write(marker, "failed once")
         raise RuntimeError("first attempt")
     return "second attempt"
 
@@ -118,12 +127,12 @@ def cooperate(path: str, limit: float) -> int:
     from executors import should_run
 
     started = time.time()
-    pathlib.Path(path + ".started").write_text(str(started))
+    write(path + ".started", str(started))
     steps = 0
     while should_run() and time.time() - started < limit:
         steps += 1
         time.sleep(0.001)
-    pathlib.Path(path).write_text(f"{time.time()} {steps}")
+    write(path, f"{time.time()} {steps}")
     return steps
 
 
@@ -165,7 +174,7 @@ def submit_when_told(executor: Any, directory: str, limit: float) -> None:
 
     folder = pathlib.Path(directory)
     should_run()
-    (folder / "started").write_text("")
+    write(folder / "started", "")
     deadline = time.monotonic() + limit
     while not (folder / "go").exists() and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -175,7 +184,7 @@ def submit_when_told(executor: Any, directory: str, limit: float) -> None:
         outcome = "finished"
     except Exception as exc:
         outcome = type(exc).__name__
-    (folder / "done").write_text(outcome)
+    write(folder / "done", outcome)
 
 
 class Box:
@@ -267,21 +276,21 @@ async def acooperate(path: str, limit: float) -> int:
     from executors import should_run
 
     started = time.time()
-    pathlib.Path(path + ".started").write_text(str(started))
+    write(path + ".started", str(started))
     steps = 0
     while should_run() and time.time() - started < limit:
         steps += 1
         await asyncio.sleep(0.001)
-    pathlib.Path(path).write_text(f"{time.time()} {steps}")
+    write(path, f"{time.time()} {steps}")
     return steps
 
 
 def started_then_wait(started: str, go: str, limit: float, ended: str | None = None) -> None:
     """Say it started (``started``), wait for the test's ``go`` file, then say it ended."""
-    pathlib.Path(started).write_text(str(os.getpid()))
+    write(started, str(os.getpid()))
     wait_for_file(go, limit)
     if ended is not None:
-        pathlib.Path(ended).write_text("")
+        write(ended, "")
 
 
 def should_run_of(_: object) -> bool:
@@ -292,7 +301,7 @@ def should_run_of(_: object) -> bool:
 
 def touch_after(_: object, path: str) -> None:
     """Touch ``path`` (after its first argument, a dependency, has ended)."""
-    pathlib.Path(path).write_text("")
+    write(path, "")
 
 
 def identity_after(_: object, value: object) -> object:
@@ -304,7 +313,7 @@ def first_blocks(path: str) -> None:
     if pathlib.Path(path).name == "pid":
         write_pid_and_sleep(path, 30)
     else:
-        pathlib.Path(path).write_text("")
+        write(path, "")
 
 
 def append_line(path: str, line: object) -> None:
