@@ -16,12 +16,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._dispatch import Dispatcher
-from ._future import NOT_FETCHED, PENDING, Future
+from ._future import Future
 from ._logging import get_logger
 from ._mapping import check_map_arguments, map_items
-from ._run import Backend, Run
-from ._structure import ATOMIC, find_futures
-from ._task import Task, task_options
+from ._run import Backend, Run, not_running
 from ._waiting import wait_for
 
 __all__ = ["Executor"]
@@ -169,17 +167,13 @@ class Executor(abc.ABC):
     # -- the API ---------------------------------------------------------------------------
 
     def _running(self) -> Run:
+        """The run, if it takes work.
+
+        :raises RuntimeError: when there is none, or it is stopping or was cancelled."""
         run = self._run
-        if run is None or run.closing:
-            raise RuntimeError(
-                f"{self._executor_id} is not running: submit inside 'with executor:' "
-                "(or 'with executor.start():')"
-            )
-        if run.cancelled.is_set():
-            raise RuntimeError(
-                f"the run of {self._executor_id} was cancelled ({run.reason}); it takes no new "
-                "work until it is stopped and started again"
-            )
+        if run is None:
+            raise RuntimeError(not_running(self._executor_id))
+        run.check_taking_work()
         return run
 
     def submit(
@@ -201,34 +195,14 @@ class Executor(abc.ABC):
         :raises ValueError: for bad ``extra_context`` or a Future of another run that is
             not done.
         """
-        run = self._running()
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r}")
-        key, options = task_options(fn, extra_context)
-        found: dict[Future[Any], None] = {}
-        for arg in args:
-            if type(arg) not in ATOMIC:
-                find_futures(arg, found)
-        if kwargs:
-            find_futures(kwargs, found)
-        for dep in found:
-            if dep._owner is not run and (dep._status is PENDING or dep._value is NOT_FETCHED):
-                raise ValueError(
-                    f"{dep!r} belongs to another executor or run and its result is not here; "
-                    "pass Futures of this run, or call its result() first"
-                )
-        future: Future[T] = Future(key, run)
-        if extra_context is not None and "key" in extra_context:
-            run.claim_key(future)
-        run.backend.submit(Task(fn, args, kwargs, tuple(found), options, future))
-        return future
+        return self._running().submit(fn, args, kwargs, extra_context)
 
     def map(
         self,
         fn: Callable[..., T],
         *iterables: Iterable[Any],
         timeout: float | None = None,
-        chunksize: int = 1,
+        chunksize: int | str = "auto",
         buffersize: int | None = None,
         extra_context: Mapping[str, Any] | None = None,
         progress: bool = False,
@@ -252,7 +226,7 @@ class Executor(abc.ABC):
         """
         check_map_arguments(chunksize, buffersize, extra_context)
         return map_items(
-            self, fn, iterables, timeout, chunksize, buffersize, extra_context, progress
+            self._running(), fn, iterables, timeout, chunksize, buffersize, extra_context, progress
         )
 
     def wait(self, futures: Any, timeout: float | None = None, progress: bool = False) -> Any:

@@ -67,6 +67,9 @@ class _Inline:
     def want(self, futures: Sequence[Future[Any]]) -> None:
         pass
 
+    def slots(self) -> int:
+        return 1  # the calling thread
+
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
         pass  # every result is here
 

@@ -17,7 +17,7 @@ import concurrent.futures.thread  # noqa: F401
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from . import signals
@@ -25,10 +25,11 @@ from ._context import TaskContext
 from ._dispatch import Dispatcher
 from ._future import CANCELLED, ERROR, NOT_FETCHED, PENDING, Future
 from ._logging import get_logger
-from ._task import Task
+from ._structure import ATOMIC, find_futures
+from ._task import Task, task_options
 from .exceptions import CancelledError
 
-__all__ = ["Backend", "Owner", "Run", "describe"]
+__all__ = ["Backend", "Owner", "Run", "describe", "not_running"]
 
 _log = get_logger(__name__)
 
@@ -74,6 +75,10 @@ class Backend(Protocol):
     def want(self, futures: Sequence[Future[Any]]) -> None:
         """Someone waits for ``futures`` without blocking (a done callback)."""
 
+    def slots(self) -> int:
+        """How many tasks run at once now, about (map's auto chunks keep twice as
+        many in flight). Any thread; never blocks."""
+
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
         """Bring the results of ``futures`` here (those whose value is NOT_FETCHED);
         may wait for pending ones first, up to ``timeout``."""
@@ -88,6 +93,13 @@ class Backend(Protocol):
     def close(self, cancelled: bool) -> str | None:
         """Release what ``open`` made; unless ``cancelled``, finish the submitted work
         first. The run's performance report, if one was asked for."""
+
+
+def not_running(executor_id: str) -> str:
+    return (
+        f"{executor_id} is not running: submit inside 'with executor:' "
+        "(or 'with executor.start():')"
+    )
 
 
 def describe(exc: BaseException) -> str:
@@ -112,6 +124,9 @@ class Run:
         self.task_context = TaskContext(self.cancelled, self)
         self.backend: Backend = None  # type: ignore[assignment]  # set by Executor._begin
         self._abandoned: weakref.finalize[Any, Any] | None = None
+        # Auto-chunked maps that submit more as their chunks end (``_mapping.Feeder``):
+        # a stop that finishes the work submits what they have left first.
+        self.feeders: set[Any] = set()
         self._dashboard_link: str | None = None
         # Futures by the keys given in extra_context (guarded by `lock`): two live tasks
         # must never share a key (on Dask they would share one task). Weak: a Future the
@@ -140,6 +155,50 @@ class Run:
                     "run; give each task its own key (or none: a unique one is made)"
                 )
             self.explicit_keys[key] = future
+
+    # -- taking work ---------------------------------------------------------------------
+
+    def check_taking_work(self) -> None:
+        """:raises RuntimeError: when the run is stopping, or was cancelled."""
+        if self.closing:
+            raise RuntimeError(not_running(self.executor_id))
+        if self.cancelled.is_set():
+            raise RuntimeError(
+                f"the run of {self.executor_id} was cancelled ({self.reason}); it takes no new "
+                "work until it is stopped and started again"
+            )
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        extra_context: Mapping[str, Any] | None,
+    ) -> Future[Any]:
+        """``Executor.submit`` of this run (see there); map submits its chunks here, so
+        that it holds the run and not the executor (an executor nobody holds is stopped
+        when it is collected, its work finished, as concurrent.futures does)."""
+        self.check_taking_work()
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r}")
+        key, options = task_options(fn, extra_context)
+        found: dict[Future[Any], None] = {}
+        for arg in args:
+            if type(arg) not in ATOMIC:
+                find_futures(arg, found)
+        if kwargs:
+            find_futures(kwargs, found)
+        for dep in found:
+            if dep._owner is not self and (dep._status is PENDING or dep._value is NOT_FETCHED):
+                raise ValueError(
+                    f"{dep!r} belongs to another executor or run and its result is not here; "
+                    "pass Futures of this run, or call its result() first"
+                )
+        future: Future[Any] = Future(key, self)
+        if extra_context is not None and "key" in extra_context:
+            self.claim_key(future)
+        self.backend.submit(Task(fn, args, kwargs, tuple(found), options, future))
+        return future
 
     # -- what a Future asks of its run ---------------------------------------------------
 
@@ -236,6 +295,10 @@ class Run:
 
         When another thread is stopping it already, wait until that is done (not on
         the dispatcher thread: the stop waits for the dispatcher)."""
+        if exc is None and not self.cancelled.is_set():
+            # Before `closing`, while the run still takes work: the maps' last chunks.
+            for feeder in list(self.feeders):
+                feeder.submit_rest()
         with self.lock:
             stopping_elsewhere = self.closing
             self.closing = True

@@ -320,3 +320,12 @@ def append_line(path: str, line: object) -> None:
     """Append ``line`` to the file at ``path``: a record of the order tasks ran in."""
     with open(path, "a") as file:
         file.write(f"{line}\n")
+
+
+def slower_from(x: int, start: int, fast: float, slow: float) -> int:
+    """Sleep ``fast`` seconds for items before ``start``, ``slow`` from it on: a map
+    whose work changes pace half-way."""
+    seconds = fast if x < start else slow
+    if seconds:
+        time.sleep(seconds)
+    return x

@@ -437,7 +437,7 @@ class TestHowItSubmits:
         # left early would otherwise take a trip to the loop for each.
         executor, client = sides
         since = time.time()
-        results = executor.map(tasks.sleep_then, [0.2] * 40, range(40))
+        results = executor.map(tasks.sleep_then, [0.2] * 40, range(40), chunksize=1)
         assert next(results) == 0
         results.close()
         assert wait_until(lambda: sum(_cancel_requests(client, since)) >= 30, 30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import pathlib
 import re
+import threading
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -190,3 +191,198 @@ class TestBadValues:
 def _kind(request: pytest.FixtureRequest) -> Kind:
     given: Kind = request.node.callspec.params["shared_ex"]
     return given
+
+
+# -- chunksize="auto" (the default) -------------------------------------------------------
+
+CHUNK = re.compile(r"^t(?:-\[(?P<start>\d+):(?P<stop>\d+)\]|\[(?P<index>\d+)\])-[0-9a-f]{32}$")
+
+
+def _chunks(finished: Recorder, items: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each chunk of a map named ``t``, in order, once the
+    ``task_finished`` of every item has come (the dispatcher sends them)."""
+
+    def spans() -> list[tuple[int, int]]:
+        found = []
+        for call in list(finished.calls):
+            match = CHUNK.match(call["key"])
+            if match is None:
+                continue
+            if match["index"] is not None:
+                found.append((int(match["index"]), int(match["index"]) + 1))
+            else:
+                found.append((int(match["start"]), int(match["stop"])))
+        return sorted(found)
+
+    assert wait_until(lambda: sum(stop - start for start, stop in spans()) >= items, 30)
+    return spans()
+
+
+def _slots(ex: Executor) -> int:
+    run = ex._run
+    assert run is not None
+    return run.backend.slots()
+
+
+NAMED = {"task_name": "t"}
+
+
+class TestAutoChunks:
+    def test_chunks_shrink_when_the_work_slows_down(self, shared_ex: Executor) -> None:
+        # A generator and a buffer of one chunk: no known length, so no tail; what
+        # follows is the measured pace alone.
+        fast, slow = 100, 600
+        finished = Recorder("task_finished")
+        with signals.task_finished.connected_to(finished, sender=shared_ex):
+            results = shared_ex.map(
+                tasks.slower_from,
+                iter(range(fast + slow)),
+                itertools.repeat(fast),
+                itertools.repeat(0.0002),
+                itertools.repeat(0.005),
+                buffersize=1,
+                extra_context=NAMED,
+            )
+            assert list(results) == list(range(fast + slow))
+            spans = _chunks(finished, fast + slow)
+        sizes = [stop - start for start, stop in spans]
+        first_slow = next(n for n, (_, stop) in enumerate(spans) if stop > fast)
+        before = sizes[:first_slow]
+        # Submitted once the first slow chunk had ended (the buffer held one more).
+        after = sizes[first_slow + 2 :]
+        assert max(before) > 1  # the fast items ran in chunks
+        assert after, spans
+        # No chunk aims past the largest target (0.5 s); grown on as the fast items
+        # allowed, they would have reached hundreds.
+        assert max(after) <= 0.5 / 0.005
+
+    def test_chunks_grow_when_the_work_speeds_up(self, shared_ex: Executor) -> None:
+        slow, fast = 20, 3000
+        finished = Recorder("task_finished")
+        with signals.task_finished.connected_to(finished, sender=shared_ex):
+            results = shared_ex.map(
+                tasks.slower_from,
+                range(slow + fast),
+                itertools.repeat(slow),
+                itertools.repeat(0.02),
+                itertools.repeat(0.0),
+                extra_context=NAMED,
+            )
+            # (slower_from sleeps `fast` before `start`: here the first items are slow.)
+            assert list(results) == list(range(slow + fast))
+            spans = _chunks(finished, slow + fast)
+        slow_sizes = [stop - start for start, stop in spans if start < slow]
+        fast_sizes = [stop - start for start, stop in spans if start >= slow]
+        assert max(slow_sizes) <= 0.5 / 0.02
+        assert max(fast_sizes) >= 64
+
+    def test_an_item_of_a_third_of_a_second_is_never_chunked(self, shared_ex: Executor) -> None:
+        finished = Recorder("task_finished")
+        with signals.task_finished.connected_to(finished, sender=shared_ex):
+            results = shared_ex.map(tasks.sleep_then, [0.3] * 8, range(8), extra_context=NAMED)
+            assert list(results) == list(range(8))
+            spans = _chunks(finished, 8)
+        assert spans == [(n, n + 1) for n in range(8)]
+
+    def test_the_tail_of_a_known_length_is_spread_over_every_slot(
+        self, shared_ex: Executor
+    ) -> None:
+        items = 4000
+        finished = Recorder("task_finished")
+        with signals.task_finished.connected_to(finished, sender=shared_ex):
+            assert list(shared_ex.map(tasks.inc, range(items), extra_context=NAMED)) == list(
+                range(1, items + 1)
+            )
+            spans = _chunks(finished, items)
+        # Fast items: any chunk size would do, but none takes what two a slot would
+        # share, so the last ones spread over every slot.
+        assert max(stop - start for start, stop in spans) <= -(-items // (2 * _slots(shared_ex)))
+        assert [start for start, _ in spans] == [0, *(stop for _, stop in spans[:-1])]
+
+    def test_an_endless_generator_is_read_only_as_far_as_the_buffer(
+        self, shared_ex: Executor
+    ) -> None:
+        source = _Counted()
+        finished = Recorder("task_finished")
+        ahead = []
+        with signals.task_finished.connected_to(finished, sender=shared_ex):
+            results = shared_ex.map(tasks.inc, source, buffersize=3, extra_context=NAMED)
+            for consumed in range(1, 3001):
+                assert next(results) == consumed
+                ahead.append(source.pulled - consumed)
+            results.close()
+            spans = _chunks(finished, source.pulled)
+        largest = max(stop - start for start, stop in spans)
+        assert largest > 1  # auto chunks grew
+        # What was read and not yielded: the rest of the chunk being yielded, and at
+        # most 3 chunks submitted after it.
+        assert max(ahead) <= 4 * largest
+
+    def test_a_map_never_iterated_runs_to_its_end_when_the_run_stops(
+        self, kind: Kind, tmp_path: pathlib.Path
+    ) -> None:
+        paths = [str(tmp_path / str(n)) for n in range(300)]
+        with kind() as ex:
+            ex.map(tasks.touch, paths)  # its first chunks are single items: most is left
+        assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+            str(n) for n in range(300)
+        )
+
+    def test_a_map_never_iterated_runs_to_its_end(
+        self, shared_ex: Executor, tmp_path: pathlib.Path
+    ) -> None:
+        paths = [str(tmp_path / str(n)) for n in range(300)]
+        shared_ex.map(tasks.touch, paths)  # dropped: not a cancel
+        assert wait_until(lambda: len(list(tmp_path.iterdir())) == 300, 30)
+
+
+def _input_failing_at(n: int) -> Iterator[int]:
+    yield from range(n)
+    raise KeyError(f"input item {n}")
+
+
+class TestInputErrors:
+    @pytest.mark.parametrize(
+        ("chunksize", "buffersize"),
+        [("auto", None), ("auto", 3), (10, 3), (10, None), (1, None), (1, 2)],
+    )
+    def test_an_input_error_comes_at_its_place(
+        self, shared_ex: Executor, chunksize: int | str, buffersize: int | None
+    ) -> None:
+        results = shared_ex.map(
+            tasks.inc, _input_failing_at(537), chunksize=chunksize, buffersize=buffersize
+        )
+        got = []
+        with pytest.raises(KeyError, match="input item 537"):
+            for value in results:
+                got.append(value)
+        assert got == list(range(1, 538))
+
+    def test_an_input_error_before_any_item(self, shared_ex: Executor) -> None:
+        results = shared_ex.map(tasks.inc, _input_failing_at(0))
+        with pytest.raises(KeyError, match="input item 0"):
+            next(results)
+
+
+class TestCancelWhileIterating:
+    @pytest.mark.parametrize("buffersize", [None, 2])
+    def test_the_iterator_raises_cancelled_error_whatever_the_moment(
+        self, kind: Kind, buffersize: int | None
+    ) -> None:
+        if kind.inline:
+            pytest.skip("a LocalExecutor map has run inside the call")
+        rounds = 4 if kind.id == "distributed-temporary" else 12
+        for round_ in range(rounds):
+            with kind() as ex:
+                results = ex.map(
+                    tasks.sleep_then, [0.002] * 5000, range(5000), buffersize=buffersize
+                )
+                # From another thread, at a moment that moves round to round.
+                canceller = threading.Timer(0.05 + 0.013 * round_, ex.cancel, ("stop",))
+                canceller.start()
+                try:
+                    with pytest.raises(CancelledError):
+                        for _ in results:
+                            pass
+                finally:
+                    canceller.join()

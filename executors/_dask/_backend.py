@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import distributed
+from dask.system import CPU_COUNT
 
 from .._future import Future
 from .._run import Run
@@ -145,6 +146,12 @@ class DaskRun:
 
     def want(self, futures: Sequence[Future[Any]]) -> None:
         pass  # submitted tasks go to the cluster at once
+
+    def slots(self) -> int:
+        # The worker threads announced so far (an int the loop thread rewrites whole);
+        # before the first snapshot, or with worker events off, this machine's cores.
+        threads = self.workers.threads if self.workers is not None else 0
+        return threads or CPU_COUNT
 
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
         broken = self.table.recovery.broken

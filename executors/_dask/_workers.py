@@ -54,6 +54,7 @@ class WorkerWatcher:
         self._consumer: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()  # the snapshot was announced
         self.known: dict[str, WorkerInfo] = {}  # announced and not yet removed
+        self.threads = 0  # their threads in all, for other threads to read (map's chunks)
 
     def open(self, client: distributed.Client) -> None:
         """Subscribe: from now on the events are queued.
@@ -97,6 +98,7 @@ class WorkerWatcher:
         for info in self.known.values():
             self._send(signals.worker_removed, worker=info, expected=True)
         self.known.clear()
+        self.threads = 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -194,6 +196,7 @@ class WorkerWatcher:
         self._seen.pop(address, None)
         removed = self.known.pop(address, None)
         if removed is not None:
+            self.threads -= removed.nthreads
             self._send(signals.worker_removed, worker=removed, expected=expected)
             self._log.info("worker_removed", worker=address, expected=expected)
 
@@ -201,5 +204,6 @@ class WorkerWatcher:
         if info.address in self.known:
             return
         self.known[info.address] = info
+        self.threads += info.nthreads
         self._send(signals.worker_added, worker=info)
         self._log.info("worker_added", worker=info.address, worker_name=info.name)

@@ -106,6 +106,9 @@ class Graphs:
     def want(self, futures: Sequence[Future[Any]]) -> None:
         self.flush()
 
+    def slots(self) -> int:
+        return 1 if self.scheduler == "synchronous" else self.num_workers
+
     def fetch(self, futures: list[Future[Any]], timeout: float | None) -> None:
         pass  # results are settled here as they come
 

@@ -1,0 +1,99 @@
+"""How many items ``map(chunksize="auto")`` puts in its next chunk (SPEC §3, P9).
+
+The rule, learned from what each ended chunk measured (its run time on the worker, and
+its round trip from submit to the driver):
+
+- The first chunks are single items: the first result comes after one round trip.
+- A chunk should run long enough to hide the backend's cost of a task: ``OVERHEAD_FACTOR``
+  times the smallest overhead seen (round trip minus run time), so that cost is a
+  twentieth or less of the work even where it is not hidden behind other chunks (a
+  LocalDaskExecutor computes one graph a driver at a time). On Dask the overhead is
+  10-20 ms, on a local pool 0.1-3 ms. A function of half a second or more an item stays
+  at one item a task.
+- It grows at most ``GROWTH`` times the largest chunk that has ended, and to at most
+  ``EVIDENCE`` times the items measured so far: a few fast first items cannot make a
+  chunk that holds the whole input (joblib issue 1220: batches that run away on no-ops).
+- A slowdown is followed at once (the item time is the latest chunk's when it is longer
+  than the estimate); a speedup step by step (the estimate halves towards it).
+- Near the end of an input of known length the rest is split over every worker slot,
+  twice over, so the last items do not wait behind one long chunk while slots are idle.
+- With a buffer of K chunks, a chunk holds at most ``BUFFERED_ITEMS / K`` items, so the
+  items in flight stay bounded however small the work (P8).
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["ChunkSizer"]
+
+OVERHEAD_FACTOR = 20.0
+MIN_TARGET = 0.002  # seconds: no chunk aims lower, whatever the measured overhead
+MAX_TARGET = 0.5  # seconds: nor higher, so an item of half a second or more runs alone
+GROWTH = 16
+EVIDENCE = 8
+BUFFERED_ITEMS = 2**16
+
+
+class ChunkSizer:
+    """The learned part of an auto-chunked map. Not thread-safe: its map calls it under
+    its own lock."""
+
+    __slots__ = ("_buffersize", "_item_time", "_largest", "_measured", "_overhead")
+
+    def __init__(self, buffersize: int | None = None) -> None:
+        self._buffersize = buffersize
+        self._item_time: float | None = None  # seconds an item, estimated
+        self._overhead: float | None = None  # seconds a task costs beyond its run time
+        self._largest = 0  # the largest chunk that has ended
+        self._measured = 0  # items in ended chunks
+
+    def record(self, items: int, run_time: float, round_trip: float) -> None:
+        """A chunk of ``items`` ended: it ran ``run_time`` seconds where it ran, and came
+        back ``round_trip`` seconds after it was submitted."""
+        latest = max(run_time, 1e-9) / items
+        if self._item_time is None or latest > self._item_time:
+            self._item_time = latest
+        else:
+            self._item_time = (self._item_time + latest) / 2
+        overhead = max(round_trip - run_time, 0.0)
+        if self._overhead is None or overhead < self._overhead:
+            self._overhead = overhead
+        self._largest = max(self._largest, items)
+        self._measured += items
+
+    @property
+    def target(self) -> float:
+        """Seconds a chunk should run."""
+        overhead = self._overhead or 0.0
+        return min(max(OVERHEAD_FACTOR * overhead, MIN_TARGET), MAX_TARGET)
+
+    def size(self, slots: int, remaining: int | None) -> tuple[int, bool]:
+        """The next chunk's size, and whether the input's tail has come: then every item
+        left should be submitted now, in chunks of that size.
+
+        :param slots: how many tasks the backend runs at once.
+        :param remaining: items left to submit, when the input's length is known.
+        """
+        if self._item_time is None:
+            size = evidence = 1
+        else:
+            by_time = int(self.target / self._item_time)
+            evidence = max(1, min(GROWTH * self._largest, EVIDENCE * self._measured))
+            size = max(1, min(by_time, evidence))
+        if self._buffersize is not None:
+            size = min(size, max(1, BUFFERED_ITEMS // self._buffersize))
+        if remaining is None:
+            return size, False
+        slots = max(slots, 1)
+        # The rest is one round of target-long chunks a slot, as measured: all of it
+        # now, in pieces small enough that the slots end together.
+        piece = math.ceil(remaining / (4 * slots))
+        if (
+            self._item_time is not None
+            and remaining * self._item_time <= slots * self.target
+            and piece <= evidence
+        ) or remaining <= 2 * slots:
+            return max(piece, 1), True
+        # Else chunks shrink as the end nears (each at most a quarter of a slot's share).
+        return max(1, min(size, math.ceil(remaining / (2 * slots)))), False

@@ -1,0 +1,127 @@
+"""The rule of ``chunksize="auto"`` (``_chunk_sizes.py``), fed measurements directly:
+what the executors' map tests cannot pin down, because real run times vary."""
+
+from __future__ import annotations
+
+import math
+
+from executors._chunk_sizes import (
+    BUFFERED_ITEMS,
+    EVIDENCE,
+    GROWTH,
+    MAX_TARGET,
+    MIN_TARGET,
+    OVERHEAD_FACTOR,
+    ChunkSizer,
+)
+
+OVERHEAD = 0.015  # a Dask round trip
+
+
+def _sizer(
+    items: int, run_time: float, round_trip: float, buffersize: int | None = None
+) -> ChunkSizer:
+    sizer = ChunkSizer(buffersize)
+    sizer.record(items, run_time, round_trip)
+    return sizer
+
+
+class TestGrowth:
+    def test_the_first_chunk_is_one_item(self) -> None:
+        assert ChunkSizer().size(2, 1_000_000) == (1, False)
+        assert ChunkSizer(8).size(2, None) == (1, False)
+
+    def test_fast_first_items_cannot_make_a_runaway_chunk(self) -> None:
+        # One no-op measured: the next chunk is bounded by the evidence, not by time.
+        sizer = _sizer(1, 1e-7, OVERHEAD)
+        assert sizer.size(2, None)[0] == min(GROWTH, EVIDENCE)
+        for _ in range(3):
+            sizer.record(1, 1e-7, OVERHEAD)
+        assert sizer.size(2, None)[0] == min(GROWTH * 1, EVIDENCE * 4)
+
+    def test_chunks_grow_at_most_growth_times_the_largest_ended(self) -> None:
+        sizer = ChunkSizer()
+        for _ in range(1000):
+            sizer.record(2, 2e-7, OVERHEAD)  # much evidence, but only of chunks of 2
+        assert sizer.size(2, None)[0] == 2 * GROWTH
+
+    def test_a_chunk_aims_at_ten_times_the_overhead(self) -> None:
+        sizer = ChunkSizer()
+        for _ in range(100):
+            sizer.record(1000, 1000 * 1e-4, 1000 * 1e-4 + OVERHEAD)  # 100 µs an item
+        target = OVERHEAD_FACTOR * OVERHEAD
+        assert sizer.target == target
+        assert sizer.size(2, None)[0] == int(target / 1e-4)
+
+    def test_the_target_stays_within_its_bounds(self) -> None:
+        assert _sizer(1, 0.001, 0.001).target == MIN_TARGET  # no overhead: a local call
+        assert _sizer(1, 0.001, 10.0).target == MAX_TARGET  # a very slow round trip
+
+
+class TestFollowing:
+    def test_an_item_of_seconds_stays_alone(self) -> None:
+        sizer = _sizer(1, 0.5, 0.5 + OVERHEAD)
+        for _ in range(20):
+            sizer.record(1, 0.5, 0.5 + OVERHEAD)
+        assert sizer.size(2, None)[0] == 1
+        assert MAX_TARGET <= 0.5  # so even with the largest target
+
+    def test_a_slowdown_is_followed_at_once(self) -> None:
+        sizer = ChunkSizer()
+        for _ in range(50):
+            sizer.record(500, 500 * 1e-4, 500 * 1e-4 + OVERHEAD)
+        fast = sizer.size(2, None)[0]
+        sizer.record(500, 500 * 1e-2, 500 * 1e-2 + OVERHEAD)  # 100 times slower
+        slow = sizer.size(2, None)[0]
+        assert slow == int(sizer.target / 1e-2) < fast / 50
+
+    def test_a_speedup_is_followed_step_by_step(self) -> None:
+        sizer = ChunkSizer()
+        for _ in range(50):
+            sizer.record(10, 10 * 1e-2, 10 * 1e-2 + OVERHEAD)
+        sizes = []
+        for _ in range(6):
+            sizer.record(10, 10 * 1e-4, 10 * 1e-4 + OVERHEAD)
+            sizes.append(sizer.size(2, None)[0])
+        assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+        assert sizes[0] <= 2 * int(sizer.target / 1e-2)  # not all at once
+
+
+class TestTail:
+    def test_chunks_shrink_as_the_end_nears(self) -> None:
+        sizer = ChunkSizer()
+        for _ in range(100):
+            sizer.record(1000, 1000 * 1e-4, 1000 * 1e-4 + OVERHEAD)  # 100 µs an item
+        by_time = int(sizer.target / 1e-4)
+        assert sizer.size(2, 1_000_000) == (by_time, False)
+        assert sizer.size(2, 4 * by_time) == (by_time, False)
+        assert sizer.size(2, 3 * by_time) == (math.ceil(3 * by_time / 4), False)
+
+    def test_the_last_round_is_submitted_at_once_in_small_pieces(self) -> None:
+        sizer = ChunkSizer()
+        for _ in range(100):
+            sizer.record(1000, 1000 * 1e-4, 1000 * 1e-4 + OVERHEAD)
+        # What is left is one target's work a slot, as measured: all now, an eighth each.
+        left = 2 * int(sizer.target / 1e-4)
+        assert sizer.size(2, left) == (math.ceil(left / 8), True)
+        assert sizer.size(4, 5) == (1, True)
+
+    def test_fast_first_items_cannot_make_the_tail_at_once(self) -> None:
+        sizer = _sizer(1, 1e-7, OVERHEAD)  # one no-op measured: the rest looks like no work
+        size, everything = sizer.size(2, 100_000)
+        assert not everything
+        assert size <= EVIDENCE
+
+    def test_far_from_the_end_there_is_no_tail(self) -> None:
+        sizer = _sizer(1, 1e-4, OVERHEAD)
+        assert sizer.size(2, 1_000_000)[1] is False
+        assert sizer.size(2, None)[1] is False
+
+
+class TestBuffer:
+    def test_a_buffer_bounds_the_items_in_flight(self) -> None:
+        for buffersize in (1, 8, 100):
+            sizer = ChunkSizer(buffersize)
+            for _ in range(100):
+                sizer.record(BUFFERED_ITEMS, 1e-3, OVERHEAD)
+            assert sizer.size(2, None)[0] * buffersize <= max(BUFFERED_ITEMS, buffersize)
