@@ -2,10 +2,11 @@
 
     python examples/many_small_tasks.py
 
-A function that takes microseconds costs the Dask scheduler milliseconds per task. With
-``chunksize``, a thousand items go as one task and come back as a thousand results, in
-order. With ``buffersize``, only a few chunks are in flight at a time and the input is
-read as the results are consumed: here, an endless stream of numbers.
+A function that takes microseconds costs the Dask scheduler milliseconds per task.
+``map`` runs many items as one task and yields their results one by one, in order; it
+learns how many from the run times it measures, so no chunk size need be chosen. With
+``buffersize``, only a few chunks are in flight at a time and the input is read as the
+results are consumed: here, an endless stream of numbers.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ if __name__ == "__main__":
     }
     with DaskExecutor(cluster_kwargs=cluster) as ex:
         started = time.perf_counter()
-        total = sum(ex.map(score, range(100_000), chunksize=1_000))
+        total = sum(ex.map(score, range(100_000)))
         elapsed = time.perf_counter() - started
-        print(f"100,000 scores in chunks of 1,000: total {total:,} ({elapsed:.1f} s)")
+        print(f"100,000 scores: total {total:,} ({elapsed:.1f} s)")
 
         # An endless input: read only as far as the results are consumed.
-        stream = ex.map(score, itertools.count(), chunksize=500, buffersize=4)
+        stream = ex.map(score, itertools.count(), buffersize=4)
         for n, value in enumerate(stream):
             if n >= 50_000 and value == 999:
                 break

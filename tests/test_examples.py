@@ -99,5 +99,5 @@ def test_asyncio_program() -> None:
 @pytest.mark.timeout(150)
 def test_many_small_tasks() -> None:
     out = _run("many_small_tasks.py")
-    assert "100,000 scores in chunks of 1,000: total 49,950,000" in out
+    assert "100,000 scores: total 49,950,000" in out
     assert "the first 999 after item 50,000 of an endless stream: item 50,159" in out

@@ -32,7 +32,7 @@ def test_demo_runs_and_checks_its_answer(executor: str, capsys: pytest.CaptureFi
 def test_demo_counts_in_chunks_with_map(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--executor", "local-dask", "--tasks", "6", "--chunksize", "4"]) == 0
     out = capsys.readouterr().out
-    assert "2 tasks in" in out  # six ranges, four to a task
+    assert "3 tasks in" in out  # six ranges, four to a task, and the total
     assert "primes below 120,000: 11,301 (correct)" in out
     assert "6/6 ranges counted" in out
 

@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--chunksize",
         type=_positive,
-        default=None,
-        help="count the ranges with map(), this many to a task (default: one submit each)",
+        default="auto",
+        help="count this many ranges to a task (default: map's own chunk sizes, "
+        "learned from the run times)",
     )
     demo.add_argument(
         "--workers",

@@ -25,11 +25,11 @@ from .. import __version__
 from ._bars import BARS as _BARS
 from ._bars import FULL, QUICK, Outcome, in_own_process
 from ._bench_work import quiet_dask
-from ._map_bars import bench_p7, bench_p8
+from ._map_bars import bench_p7, bench_p8, bench_p9
 
 __all__ = ["BARS", "main"]
 
-BARS = {**_BARS, "P7": bench_p7, "P8": bench_p8}
+BARS = {**_BARS, "P7": bench_p7, "P8": bench_p8, "P9": bench_p9}
 
 
 def _machine() -> dict[str, Any]:
@@ -98,7 +98,7 @@ def run(bars: Sequence[str], quick: bool, out: TextIO) -> dict[str, Any]:
 def parser(parent: argparse._SubParsersAction[Any] | None = None) -> argparse.ArgumentParser:
     """The ``bench`` options, as a sub-command of ``python -m executors`` or on their own."""
     description = (
-        "Measure SPEC §11's bars P1-P8: each executor against its peer, in turns, medians. "
+        "Measure SPEC §11's bars P1-P9: each executor against its peer, in turns, medians. "
         "Exits 1 if a bar does not hold."
     )
     if parent is None:

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import resource
+import statistics
 import sys
 import time
 from typing import Any
@@ -318,7 +319,7 @@ def p7_ray(items: int) -> float | None:
 # -- P8: an endless generator in bounded memory (its own process: peak RSS) -------------
 
 
-def p8_memory(small: int, large: int, chunksize: int, buffersize: int) -> dict[str, Any]:
+def p8_memory(small: int, large: int, chunksize: int | str, buffersize: int) -> dict[str, Any]:
     """Map a no-op over an endless generator with a buffer: the peak RSS once ``small``
     items were consumed, once ``large`` were, and the seconds each took."""
     with DaskExecutor(cluster_kwargs=CLUSTER) as ex:
@@ -337,7 +338,7 @@ def p8_memory(small: int, large: int, chunksize: int, buffersize: int) -> dict[s
     return {"rss_before": before, **seen}
 
 
-def p8_map(items: int, chunksize: int, buffersize: int | None) -> float:
+def p8_map(items: int, chunksize: int | str, buffersize: int | None) -> float:
     """Seconds to map a no-op over ``items`` of a generator, with or without a buffer."""
     with DaskExecutor(cluster_kwargs=CLUSTER) as ex:
         ex.submit(noop).result()
@@ -348,9 +349,30 @@ def p8_map(items: int, chunksize: int, buffersize: int | None) -> float:
         return time.perf_counter() - started
 
 
+def p8_bound(items: int, chunksize: int, buffersize: int, trips: int) -> tuple[float, float]:
+    """The fixed-chunk buffered map: its seconds over ``items``, and the median round
+    trip of one chunk of ``chunksize`` no-ops (submit to result), on one cluster: with
+    ``buffersize`` chunks in flight no map beats ``buffersize * chunksize / trip``."""
+    with DaskExecutor(cluster_kwargs=CLUSTER) as ex:
+        ex.submit(noop).result()
+        started = time.perf_counter()
+        source = (n for n in range(items))
+        for _ in ex.map(noop, source, chunksize=chunksize, buffersize=buffersize):
+            pass
+        seconds = time.perf_counter() - started
+        samples = []
+        for _ in range(trips):
+            started = time.perf_counter()
+            list(ex.map(noop, range(chunksize), chunksize=chunksize))
+            samples.append(time.perf_counter() - started)
+        return seconds, statistics.median(samples)
+
+
 if __name__ == "__main__":  # P5 and P8's memory run here, one process per sample
     quiet_dask()
     if sys.argv[1] == "p8":  # p8 SMALL LARGE CHUNKSIZE BUFFERSIZE
-        print(json.dumps(p8_memory(*map(int, sys.argv[2:6]))))
+        small, large, chunk, buffer = sys.argv[2:6]
+        chunksize = chunk if chunk == "auto" else int(chunk)
+        print(json.dumps(p8_memory(int(small), int(large), chunksize, int(buffer))))
     else:  # VARIANT BATCHES BATCH
         print(json.dumps(p5_memory(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))

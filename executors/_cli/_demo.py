@@ -1,4 +1,5 @@
-"""The demo workload: count primes in ranges (fan-out), then add the counts (fan-in)."""
+"""The demo workload: count primes in ranges (fan-out, a map), then add the counts
+(fan-in, one task)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
-from .. import Executor, as_completed, signals
+from .. import Executor, signals
 from .._progress import print_above_bars, progress_bar_shown
 from ._watch import describe
 
@@ -58,11 +59,17 @@ def _report(done: Iterable[T], tasks: int, bar: bool, out: TextIO) -> Iterator[T
         yield item
 
 
-def run_demo(executor: Executor, tasks: int, out: TextIO, chunksize: int | None = None) -> bool:
+def run_demo(executor: Executor, tasks: int, out: TextIO, chunksize: int | str = "auto") -> bool:
     """Run the workload on ``executor``; print events and a summary; True if correct.
 
-    With ``chunksize``, the ranges are counted by ``map``, that many to a task."""
+    The ranges are counted by ``map`` (chunk sizes of its own choosing, unless
+    ``chunksize`` fixes them), then added up by one more task."""
     limit = tasks * CHUNK
+    ran = 0
+
+    def count_task(sender: object, **kwargs: Any) -> None:
+        nonlocal ran
+        ran += 1
 
     def on_event(name: str) -> Callable[..., None]:
         def receiver(sender: object, **kwargs: Any) -> None:
@@ -87,32 +94,15 @@ def run_demo(executor: Executor, tasks: int, out: TextIO, chunksize: int | None 
     with contextlib.ExitStack() as connected:
         for signal, receiver in receivers.items():  # disconnected from every sender after
             connected.enter_context(signal.connected_to(receiver, sender=executor))
+        connected.enter_context(signals.task_finished.connected_to(count_task, sender=executor))
         started = time.perf_counter()
         with executor:
             bar = progress_bar_shown()  # else a line every tenth of the way
-            if chunksize is not None:
-                starts = [i * CHUNK for i in range(tasks)]
-                stops = [start + CHUNK for start in starts]
-                counts = executor.map(
-                    count_primes, starts, stops, chunksize=chunksize, progress=bar
-                )
-                answer = sum(_report(counts, tasks, bar, out))
-            else:
-                parts = [
-                    executor.submit(
-                        count_primes,
-                        i * CHUNK,
-                        (i + 1) * CHUNK,
-                        extra_context={"task_name": "count_primes", "map_index": i},
-                    )
-                    for i in range(tasks)
-                ]
-                for _ in _report(as_completed(parts, progress=bar), tasks, bar, out):
-                    pass
-                total_task = executor.submit(total, parts, extra_context={"task_name": "total"})
-                answer = total_task.result()
+            starts = [i * CHUNK for i in range(tasks)]
+            stops = [start + CHUNK for start in starts]
+            counts = executor.map(count_primes, starts, stops, chunksize=chunksize, progress=bar)
+            answer = executor.submit(total, list(_report(counts, tasks, bar, out))).result()
         elapsed = time.perf_counter() - started
-    ran = tasks + 1 if chunksize is None else -(-tasks // chunksize)  # the tasks that ran
     expected = _sieve(limit)
     print(
         f"{type(executor).__name__}: {ran} tasks in {elapsed:.2f} s "
