@@ -67,3 +67,19 @@ def test_all_lists_the_public_names_sorted() -> None:
 
 def test_ships_py_typed() -> None:
     assert (pathlib.Path(executors.__file__).parent / "py.typed").exists()
+
+
+def test_the_pythons_claimed_are_the_pythons_tested() -> None:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    classified = set(re.findall(r"Python :: (3\.\d+)$", config["metadata"]["classifiers"], re.M))
+    tox = configparser.ConfigParser()
+    tox.read(ROOT / "tox.ini")
+    factors = re.search(r"py\{([\d,]+)\}-dasklatest", tox["tox"]["envlist"])
+    assert factors is not None
+    tested = {f"{v[0]}.{v[1:]}" for v in factors.group(1).split(",")}
+    assert classified == tested
+    lowest, highest = min(tested, key=lambda v: int(v[2:])), max(tested, key=lambda v: int(v[2:]))
+    readme = (ROOT / "README.md").read_text()
+    assert f"Python {lowest} to {highest}." in readme
+    assert config["options"]["python_requires"] == f">={lowest}"
