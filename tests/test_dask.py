@@ -144,8 +144,15 @@ class TestWhereItRuns:
         with DaskExecutor(address=address) as executor:
             assert executor.wait([executor.submit(tasks.inc, i) for i in range(3)]) == [1, 2, 3]
 
-    def test_never_the_process_wide_default_client(self) -> None:
-        with DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER) as executor:
+    @pytest.mark.parametrize("client_kwargs", [None, {"set_as_default": False}])
+    def test_never_the_process_wide_default_client(
+        self, client_kwargs: dict[str, Any] | None
+    ) -> None:
+        # set_as_default=False, the value the executor enforces, is accepted: Prefect's
+        # docs and prefect-dask pass it.
+        executor = DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER, client_kwargs=client_kwargs)
+        assert executor == DaskExecutor(cluster_kwargs=TEMPORARY_CLUSTER)
+        with executor:
             executor.submit(tasks.inc, 1).result(timeout=30)
             with pytest.raises(ValueError, match="No clients found"):
                 distributed.default_client()

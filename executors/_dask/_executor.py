@@ -70,8 +70,21 @@ _MANAGED_CLIENT_KWARGS = {
 }
 
 
-def _check_client_kwargs(client_kwargs: Mapping[str, Any]) -> None:
-    """:raises ValueError: naming a managed or unknown ``distributed.Client`` argument."""
+# Managed client arguments that may be given with the value the executor enforces
+# (Prefect's docs and prefect-dask pass set_as_default=False): accepted, and dropped.
+_ENFORCED_CLIENT_KWARGS = {"set_as_default": False}
+
+
+def _check_client_kwargs(client_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``client_kwargs`` without the managed arguments given with the value the executor
+    enforces.
+
+    :raises ValueError: naming a managed or unknown ``distributed.Client`` argument."""
+    client_kwargs = {
+        name: value
+        for name, value in client_kwargs.items()
+        if not (name in _ENFORCED_CLIENT_KWARGS and value is _ENFORCED_CLIENT_KWARGS[name])
+    }
     managed = [name for name in client_kwargs if name in _MANAGED_CLIENT_KWARGS]
     if managed:
         reasons = "; ".join(f"{name!r}: {_MANAGED_CLIENT_KWARGS[name]}" for name in managed)
@@ -92,6 +105,7 @@ def _check_client_kwargs(client_kwargs: Mapping[str, Any]) -> None:
             f"client_kwargs has {unknown}, which distributed.Client does not take; valid "
             f"names are {valid}"
         )
+    return client_kwargs
 
 
 def _check_address(address: str, client_kwargs: Mapping[str, Any]) -> None:
@@ -187,7 +201,7 @@ class DaskExecutor(Executor):
                 "asynchronously on its own loop thread"
             )
         if client_kwargs is not None:
-            _check_client_kwargs(client_kwargs)
+            client_kwargs = _check_client_kwargs(client_kwargs) or None
         self._cluster_factory: Callable[..., Any] | None = None
         if isinstance(cluster_class, str):
             self._cluster_factory = _import_cluster_class(cluster_class)
@@ -214,7 +228,7 @@ class DaskExecutor(Executor):
         self._cluster_class = cluster_class
         self._cluster_kwargs = dict(cluster_kwargs) if cluster_kwargs is not None else None
         self._adapt_kwargs = dict(adapt_kwargs) if adapt_kwargs is not None else None
-        self._client_kwargs = dict(client_kwargs) if client_kwargs is not None else None
+        self._client_kwargs = client_kwargs
         self._debug = debug
         self._performance_report_path = performance_report_path
         self._disable_cancellation_event = disable_cancellation_event
