@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import _interruptible as interruptible
 from ._context import TaskContext, current_task
 from ._structure import resolve_refs
 
@@ -62,7 +63,7 @@ def run_to_end(value: Any) -> Any:
 
     thread = threading.Thread(target=run, name="executors-coroutine", daemon=True)
     thread.start()
-    thread.join()
+    interruptible.join(thread)
     ok, result = outcome[0]
     if ok:
         return result

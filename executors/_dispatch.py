@@ -17,6 +17,7 @@ from typing import Any
 
 from blinker import NamedSignal
 
+from . import _interruptible as interruptible
 from ._logging import get_logger
 
 __all__ = ["Dispatcher"]
@@ -102,7 +103,7 @@ class Dispatcher:
                 self._queue.put(_STOP)
         if self._thread is None or threading.current_thread() is self._thread:
             return
-        self._thread.join(timeout)
+        interruptible.join(self._thread, timeout)
         if self._thread.is_alive():
             self._log.error(
                 "dispatcher_join_timeout", thread_name=self._thread.name, timeout=timeout

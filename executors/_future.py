@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from . import _interruptible as interruptible
+
 __all__ = [
     "CANCELLED",
     "ERROR",
@@ -237,7 +239,7 @@ class Future(concurrent.futures.Future[T]):
         """Block until done, or raise TimeoutError; the caller has called ``prepare``
         and words the error (it knows the timeout it was given)."""
         waiter = Waiter(1)
-        if self._add_waiter(waiter) and not waiter.event.wait(timeout):
+        if self._add_waiter(waiter) and not interruptible.wait(waiter.event, timeout):
             self._remove_waiter(waiter)
             if self._status is PENDING:
                 raise TimeoutError

@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from . import _interruptible as interruptible
 from . import signals
 from ._context import TaskContext
 from ._dispatch import Dispatcher
@@ -306,7 +307,7 @@ class Run:
             if exc is not None:
                 self.cancel(describe(exc))
             if threading.current_thread() is not self.dispatcher.thread:
-                self.ended.wait()
+                interruptible.wait(self.ended)
             return
         if self._abandoned is not None:
             self._abandoned.detach()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from . import _interruptible as interruptible
 from ._future import FINISHED, NOT_FETCHED, PENDING, Future, Waiter, deadline, remaining
 from ._progress import open_progress_bar
 from ._structure import find_futures, replace_futures
@@ -44,7 +45,7 @@ class _QueueWaiter:
             self._event.set()
 
     def take(self, timeout: float | None) -> list[Future[Any]]:
-        self._event.wait(timeout)
+        interruptible.wait(self._event, timeout)
         with self._lock:
             done, self._done = self._done, []
             self._event.clear()
@@ -63,7 +64,7 @@ def block_until_done(
     for future in futures:
         if not future._add_waiter(waiter):
             waiter.notify(future)
-    if not waiter.event.wait(timeout):
+    if not interruptible.wait(waiter.event, timeout):
         for future in futures:
             future._remove_waiter(waiter)
     return waiter

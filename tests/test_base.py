@@ -99,3 +99,65 @@ def test_ctrl_c_while_the_exit_waits_cancels_the_work(tmp_path: pathlib.Path) ->
     process.communicate(timeout=30)
     assert time.monotonic() - interrupted < 10
     assert not done.exists()
+
+
+CALLS = {
+    "the exit's wait": "with ex:\n    future = ex.submit(tasks.sleep_then_touch, 60, DONE)\n",
+    "wait()": "with ex:\n    ex.wait([ex.submit(tasks.sleep_then_touch, 60, DONE)])\n",
+    "result()": "with ex:\n    ex.submit(tasks.sleep_then_touch, 60, DONE).result()\n",
+    "shutdown()": ("ex.__enter__()\nex.submit(tasks.sleep_then_touch, 60, DONE)\nex.shutdown()\n"),
+}
+
+
+@pytest.mark.parametrize("executor", ["processes", "dask-processes"])
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_a_ctrl_c_taken_by_another_thread_ends_a_blocking_call(
+    executor: str, call: str, tmp_path: pathlib.Path
+) -> None:
+    # A process-directed SIGINT goes to any thread that does not block it, and the main
+    # thread blocks it while multiprocessing spawns (the resource tracker); CPython then
+    # only flags the main thread. pthread_kill makes that happen every time.
+    done = tmp_path / "done"
+    script = (
+        textwrap.dedent(
+            f"""
+        import signal, sys, threading, time
+        sys.path.insert(0, {TESTS!r})
+        import tasks
+        from executors import DaskExecutor, LocalDaskExecutor
+
+        DONE = {str(done)!r}
+
+
+        def interrupt_from_this_thread():
+            time.sleep(3)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+
+        if __name__ == "__main__":
+            ex = {EXECUTORS[executor]}
+            threading.Thread(target=interrupt_from_this_thread, daemon=True).start()
+            started = time.monotonic()
+            try:
+        """
+        )
+        + textwrap.indent(CALLS[call], "        ")
+        + textwrap.indent(
+            textwrap.dedent(
+                """
+            except KeyboardInterrupt:
+                print(f"interrupted after {time.monotonic() - started:.1f} s", flush=True)
+            """
+            ),
+            "    ",
+        )
+    )
+    process = _start(script, tmp_path)
+    try:
+        stdout, stderr = process.communicate(timeout=45)
+    finally:
+        process.kill()  # a lost interrupt leaves it waiting for its 60 s task
+        process.wait()
+    assert "interrupted after" in stdout, stderr
+    assert float(stdout.split("interrupted after ")[1].split()[0]) < 15
+    assert not done.exists()

@@ -330,6 +330,37 @@ class TestNothingKeptAlive:
             gc.collect()
             assert ref() is None
 
+    def test_as_completed_drops_a_yielded_future_however_it_ended(
+        self, shared_ex: Executor, tmp_path: pathlib.Path
+    ) -> None:
+        # CPython's test_as_completed.test_free_reference_yielded_future: pending,
+        # cancelled and finished Futures.
+        if _inline(shared_ex):
+            pytest.skip("a LocalExecutor task has ended inside submit")
+        finished = shared_ex.submit(tasks.box, 42)
+        finished.result(timeout=30)
+        blocker = _Blocker(shared_ex, tmp_path, slots=EVERY_SLOT)
+        futures = [shared_ex.submit(tasks.box, i) for i in range(3)]
+        cancelled = shared_ex.submit(tasks.box, 9)
+        assert cancelled.cancel()
+        futures += [cancelled, finished]
+        del cancelled, finished
+
+        def take_each(iterator: Any) -> None:
+            for future in iterator:
+                futures.remove(future)
+                ref = weakref.ref(future)
+                del future
+                gc.collect()
+                assert ref() is None
+
+        with pytest.raises(TimeoutError):
+            take_each(executors.as_completed(futures, timeout=0.2))
+        assert len(futures) == 3
+        blocker.release()
+        take_each(executors.as_completed(futures, timeout=30))
+        assert futures == []
+
     def test_map_drops_each_result_it_yielded(self, shared_ex: Executor) -> None:
         results = shared_ex.map(tasks.box, range(3))
         for _ in range(3):
@@ -345,6 +376,19 @@ class TestNothingKeptAlive:
         del fn, arg, future
         gc.collect()
         assert [ref() for ref in refs] == [None, None, None]
+
+
+def test_a_map_does_not_keep_its_executor_alive(kind: Kind) -> None:
+    # CPython's test_shutdown.test_del_shutdown with a map, as Python 3.14's map holds its
+    # executor: once the executor is collected its run finishes the map's work and ends
+    # (no_leaks checks its threads and processes), and the iterator still gives it all.
+    executor = kind().__enter__()
+    results = executor.map(abs, range(-5, 5))
+    ref = weakref.ref(executor)
+    del executor
+    gc.collect()
+    assert ref() is None
+    assert list(results) == [abs(n) for n in range(-5, 5)]
 
 
 def test_an_executor_nobody_holds_finishes_its_work_and_ends_its_threads(

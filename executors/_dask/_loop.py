@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import distributed
 from distributed.threadpoolexecutor import thread_state
 
+from .. import _interruptible as interruptible
 from .._logging import get_logger
 
 __all__ = ["Loop", "LoopThread", "WorkerLoop"]
@@ -77,7 +78,7 @@ class Loop:
             raise
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
-            return future.result(timeout)
+            return interruptible.result(future, timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError(f"no result after {timeout} s") from None
@@ -160,7 +161,7 @@ class LoopThread(Loop):
                 pass
         if thread is threading.current_thread():
             return
-        thread.join(STOP_TIMEOUT)
+        interruptible.join(thread, STOP_TIMEOUT)
         if thread.is_alive():
             _log.error("loop_join_timeout", thread_name=thread.name, timeout=STOP_TIMEOUT)
             raise RuntimeError(

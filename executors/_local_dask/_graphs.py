@@ -13,6 +13,7 @@ import dask.local
 import dask.multiprocessing
 import dask.threaded
 
+from .. import _interruptible as interruptible
 from .._context import current_task
 from .._future import CANCELLED, ERROR, FINISHED, PENDING, Future
 from .._run import Run
@@ -237,25 +238,29 @@ class Graphs:
             self.run.cancel_pending(task.let_go(), by_run=True)
 
     def cancel_futures(self, futures: Sequence[Future[Any]]) -> int:
-        with self.lock:  # a recorded one stays in `pending`: compute() skips it
+        # A recorded task stays in `pending` (or a driver's batch) until compute() skips
+        # it; it lets go of its Future now, so that nothing keeps a cancelled Future alive.
+        with self.lock:
             for future in futures:
-                self.live.pop(future._key, None)
+                task = self.live.get(future._key)
+                if task is not None and task.future is future:
+                    del self.live[future._key]
+                    task.let_go()
         return sum(self.run.cancel_pending(future, by_run=False) for future in futures)
 
     def close(self, cancelled: bool) -> str | None:
         if cancelled:
             # A thread cannot be stopped: running tasks are left to finish on their own.
             self.drivers.shutdown(wait=False, cancel_futures=True)
-            if self.pool is not None:
-                self.pool.shutdown(
-                    wait=isinstance(self.pool, concurrent.futures.ProcessPoolExecutor),
-                    cancel_futures=True,
-                )
+            if isinstance(self.pool, concurrent.futures.ProcessPoolExecutor):
+                interruptible.shut_down(self.pool, cancel_futures=True)
+            elif self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
             return None
         self.flush()
-        self.drivers.shutdown(wait=True)
+        interruptible.shut_down(self.drivers)
         if self.pool is not None:
-            self.pool.shutdown(wait=True)
+            interruptible.shut_down(self.pool)
         return None
 
 

@@ -207,9 +207,9 @@ def build_graph(
     tasks: dict[str, Task] = {}
     for task in batch:
         future = task.future
-        key = future._key
-        if future._status is not PENDING:  # cancelled since it was recorded
+        if future is None or future._status is not PENDING:  # cancelled since recorded
             continue
+        key = future._key
         if task.deps:
             # Dependencies in this graph (added before, as submitted before) come from
             # dask; the others have ended, and their outcome is known.
