@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing.resource_tracker
 import os
@@ -363,23 +364,54 @@ OUR_CODE = (
 
 
 def loop_trouble(record: logging.LogRecord) -> str | None:
-    """What is wrong, if ``record`` says that a loop was misused (see _LoopTrouble)."""
+    """What is wrong, if ``record`` says that a loop was misused (see _LoopTrouble).
+
+    asyncio's own "Executing ... took" warnings time a callback by the clock, and on a
+    loaded machine a callback waits for a CPU: the guard below times our callbacks by
+    the CPU time they use instead."""
     text = record.getMessage()
     if record.exc_info and record.exc_info[1] is not None:
         text += f" {record.exc_info[1]!r}"
-    slow = text.startswith("Executing ") and " took " in text
-    if slow and record.threadName.startswith("executors-loop"):
-        # The callback's repr says where it was made (asyncio's debug mode).
-        created = text.split(" took ")[0]
-        if "coro=<_start_cluster()" in created:
-            return None  # a cluster's own start (distributed's code), not ours: see _session
-        if any(place in created for place in OUR_CODE):
-            return f"slow callback on {record.threadName}: {text}"
-        return None
     for words in ("Task was destroyed but it is pending", "Event loop is closed"):
         if words in text:
             return text
     return None
+
+
+# A callback of ours on an executors loop that computes this long holds the loop, however
+# loaded the machine (STYLE, threading rule 2). One that waits (a sleep, a lock) uses no
+# CPU: it is caught once it holds the loop STALL_SECONDS by the clock, longer than load
+# on this 2-core machine has held a callback (0.7 s seen).
+SLOW_CPU_SECONDS = 0.2
+STALL_SECONDS = 5.0
+
+
+def _guarded_run(run: Callable[[asyncio.Handle], None]) -> Callable[[asyncio.Handle], None]:
+    def timed(handle: asyncio.Handle) -> None:
+        thread = threading.current_thread().name
+        if not thread.startswith("executors-loop"):
+            return run(handle)
+        cpu, clock = time.thread_time(), time.monotonic()
+        try:
+            return run(handle)
+        finally:
+            cpu = time.thread_time() - cpu
+            clock = time.monotonic() - clock
+            if cpu >= SLOW_CPU_SECONDS or clock >= STALL_SECONDS:
+                # The handle's repr says where it was made (asyncio's debug mode).
+                text = repr(handle)
+                ours = any(place in text for place in OUR_CODE)
+                # A cluster's own start is distributed's code, not ours: see _session.
+                if ours and "coro=<_start_cluster()" not in text:
+                    _trouble.found.append(
+                        f"slow callback on {thread}: {text} used {cpu:.3f} s of CPU in "
+                        f"{clock:.3f} s"
+                    )
+
+    return timed
+
+
+asyncio.Handle._run = _guarded_run(asyncio.Handle._run)  # type: ignore[method-assign]
 
 
 _trouble = _LoopTrouble()

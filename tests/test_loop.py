@@ -10,9 +10,10 @@ import logging
 import threading
 import time
 
+import conftest
 import distributed
 import pytest
-from conftest import TEMPORARY_CLUSTER, _trouble
+from conftest import SLOW_CPU_SECONDS, TEMPORARY_CLUSTER, _trouble
 
 from executors import DaskExecutor
 from executors._dask import _loop
@@ -61,12 +62,43 @@ class TestLoopThread:
             assert loop.loop.slow_callback_duration == _loop.SLOW_CALLBACK_SECONDS
 
 
+def _compute(seconds: float) -> None:
+    """Hold the loop, computing (CPU time, whatever the machine's load)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
 class TestTheGuard:
     @pytest.mark.loop_trouble_expected
-    def test_a_callback_that_holds_the_loop_is_caught(self) -> None:
+    def test_a_callback_that_computes_on_the_loop_is_caught(self) -> None:
         with LoopThread("executors-loop-test") as loop:
-            loop.call_soon(time.sleep, _loop.SLOW_CALLBACK_SECONDS + 0.1)
+            loop.call_soon(_compute, SLOW_CPU_SECONDS + 0.05)
             loop.run(asyncio.sleep(0))
+        assert any("slow callback on executors-loop-test" in found for found in _trouble.found)
+
+    def test_a_callback_that_waits_for_the_machine_is_not(self) -> None:
+        # What a loaded machine does to a callback: it holds the loop by the clock, not
+        # by its CPU time (as asyncio's own warning counts it, which the guard ignores).
+        seen = _Records()
+        logging.getLogger("asyncio").addHandler(seen)
+        try:
+            with LoopThread("executors-loop-test") as loop:
+                loop.call_soon(time.sleep, _loop.SLOW_CALLBACK_SECONDS + 0.1)
+                loop.run(asyncio.sleep(0))
+        finally:
+            logging.getLogger("asyncio").removeHandler(seen)
+        assert any(" took " in text for text in seen.texts)  # asyncio saw it
+        assert _trouble.found == []
+
+    @pytest.mark.loop_trouble_expected
+    def test_a_callback_that_waits_past_any_load_is_caught(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(conftest, "STALL_SECONDS", 0.3)  # the guard's, not 5 s of test
+        with LoopThread("executors-loop-test") as loop:
+            loop.call_soon(time.sleep, 0.4)
+            loop.run(asyncio.sleep(0), timeout=30)
         assert any("slow callback on executors-loop-test" in found for found in _trouble.found)
 
     def test_a_clusters_own_slow_start_is_not_counted_as_ours(self) -> None:
