@@ -21,7 +21,7 @@ from ._local_dask import LocalDaskExecutor
 from ._logging import configure_logging
 from ._version import __version__
 from ._waiting import as_completed
-from .exceptions import CancelledError, ConnectError
+from .exceptions import CancelledError, ConnectError, NoWorkersError
 from .signals import WorkerInfo
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Future",
     "LocalDaskExecutor",
     "LocalExecutor",
+    "NoWorkersError",
     "WorkerInfo",
     "__version__",
     "as_completed",

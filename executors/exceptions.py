@@ -6,8 +6,10 @@
     ├── concurrent.futures.CancelledError
     │   └── CancelledError       a Future ended cancelled (Future.cancel() or the run's cancel)
     └── OSError
-        └── ConnectionError
-            └── ConnectError     no connection to a scheduler within the budget
+        ├── ConnectionError
+        │   └── ConnectError     no connection to a scheduler within the budget
+        └── TimeoutError
+            └── NoWorkersError   tasks waited past no_workers_timeout on a cluster with no worker
 
 Bad arguments raise ``ValueError`` (or ``TypeError``), calls in the wrong state raise
 ``RuntimeError``, an expired ``timeout`` raises the builtin ``TimeoutError``, and a task's
@@ -19,7 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any
 
-__all__ = ["CancelledError", "ConnectError"]
+__all__ = ["CancelledError", "ConnectError", "NoWorkersError"]
 
 
 class CancelledError(concurrent.futures.CancelledError):
@@ -72,3 +74,26 @@ class ConnectError(ConnectionError):
             type(self),
             (self.address, self.attempts, self.last_error, self.seconds, self.tried),
         )
+
+
+class NoWorkersError(TimeoutError):
+    """Tasks waited on a cluster that had no worker for longer than the executor's
+    ``no_workers_timeout`` (DaskExecutor).
+
+    :param address: the scheduler address.
+    :param seconds: how long the cluster had had no worker.
+    :param tasks: how many tasks were waiting then.
+    """
+
+    def __init__(self, address: str, seconds: float, tasks: int) -> None:
+        super().__init__(
+            f"the cluster at {address} has had no worker for {seconds:.1f} s while "
+            f"{tasks} task(s) waited (no_workers_timeout); start workers, or give a larger "
+            "no_workers_timeout (None waits for ever, as Dask does)"
+        )
+        self.address = address
+        self.seconds = seconds
+        self.tasks = tasks
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.address, self.seconds, self.tasks))

@@ -99,6 +99,21 @@ def test_prints_workers_as_they_join_and_leave_and_ctrl_c_exits_0(
     watch.expect(TIME + re.escape(f"stopped watching {address}"), timeout=5)
 
 
+@pytest.mark.timeout(120)
+def test_says_when_the_cluster_has_no_workers(dask_processes: DaskProcesses) -> None:
+    address, _ = dask_processes.scheduler()
+    watch = Watch(address)
+    watch.expect(TIME + re.escape(f"watching {address}"))
+    watch.expect(TIME + "no workers: ")
+    worker = dask_processes.worker(address, "--name", "only")
+    watch.expect(TIME + r"added    only  ")
+    dask_processes.end(worker)
+    watch.expect(TIME + r"removed  only  ")
+    watch.expect(TIME + "no workers: ")
+    status, err = watch.interrupt()
+    assert status == 0, err
+
+
 @pytest.mark.timeout(150)
 def test_reconnects_after_the_scheduler_restarts_and_says_so(
     dask_processes: DaskProcesses,

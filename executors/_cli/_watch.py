@@ -24,10 +24,12 @@ import dask.utils
 from distributed.security import Security
 
 from .. import ConnectError, DaskExecutor, WorkerInfo, configure_logging, signals
+from .. import _interruptible as interruptible
 
 __all__ = ["main", "parser"]
 
 DEFAULT_TIMEOUT = 30.0
+SNAPSHOT_SECONDS = 3.0  # how long the first announcement of the workers may take
 
 
 def parser(commands: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
@@ -119,20 +121,38 @@ def describe(worker: WorkerInfo) -> str:
 
 
 class _Printer:
-    """The signal receivers: one line each, on the executor's dispatcher thread."""
+    """The signal receivers: one line each, on the executor's dispatcher thread; and
+    "no workers" while the cluster has none (SPEC §7)."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self._lock = threading.Lock()
+        self._workers: set[str] = set()
+        self._said_none = False
 
     def line(self, text: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {text}", file=self.out, flush=True)
 
     def added(self, sender: object, *, worker: WorkerInfo, **extra: Any) -> None:
+        with self._lock:
+            self._workers.add(worker.address)
+            self._said_none = False
         self.line(f"added    {describe(worker)}")
 
     def removed(self, sender: object, *, worker: WorkerInfo, expected: bool, **extra: Any) -> None:
         how = "" if expected else "  (unexpected)"
         self.line(f"removed  {describe(worker)}{how}")
+        with self._lock:
+            self._workers.discard(worker.address)
+        self.say_if_none()
+
+    def say_if_none(self) -> None:
+        """Say "no workers" once while the cluster has none."""
+        with self._lock:
+            say = not self._workers and not self._said_none
+            self._said_none = self._said_none or say
+        if say:
+            self.line("no workers: tasks sent to this cluster wait until one joins")
 
     def lost(self, sender: object, *, address: str, error: str, **extra: Any) -> None:
         self.line(f"lost the scheduler at {address}: {error}")
@@ -191,7 +211,12 @@ def main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             for event, receiver in printer.receivers().items():  # until the watch ends
                 connected.enter_context(event.connected_to(receiver, sender=executor))
             with executor:
-                threading.Event().wait()  # Ctrl-C ends it
+                # The workers there are announced as the watch begins: none in a few
+                # seconds is a cluster with none. Ctrl-C ends the watch.
+                started = time.monotonic()
+                while not interruptible.wait(threading.Event(), 1.0):
+                    if time.monotonic() - started >= SNAPSHOT_SECONDS:
+                        printer.say_if_none()
     except ConnectError as exc:
         print(f"executors watch: {exc}", file=err)
         return 1

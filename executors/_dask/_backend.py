@@ -30,6 +30,7 @@ from .._waiting import block_until_done
 from ._events import BorrowedRunEvent, NoRunEvent, OwnRunEvent, RunEvent
 from ._fetch import fetch, fetch_alive
 from ._loop import Loop, LoopThread, WorkerLoop
+from ._no_workers import NoWorkers
 from ._recovery import Recovery, report_retries
 from ._session import Session, WorkerSession
 from ._table import TaskTable
@@ -65,6 +66,7 @@ class Settings(Protocol):
     _watch_worker_status: bool | None
     _connect_timeout: float
     _reconnect_timeout: float
+    _no_workers_timeout: float | None
 
 
 class DaskRun:
@@ -111,6 +113,9 @@ class DaskRun:
         if executor._watch_worker_status is not False:
             self.workers = WorkerWatcher(run.dispatcher.send, self.log)
         self._reconnect_timeout = executor._reconnect_timeout
+        self.no_workers = NoWorkers(
+            run, self.log, self.session, self.table, executor._no_workers_timeout
+        )
 
     # -- the backend contract (see _run.Backend) ---------------------------------------------
 
@@ -217,6 +222,8 @@ class DaskRun:
             self.table.recovery = recovery
             recovery.start()
             stack.push_async_callback(recovery.stop)
+            self.no_workers.start()
+            stack.push_async_callback(self.no_workers.stop)
         except BaseException:
             await stack.aclose()
             raise

@@ -54,6 +54,16 @@ def _import_cluster_class(path: str) -> Callable[..., Any]:
     return factory  # type: ignore[no-any-return]
 
 
+def _is_seconds(value: object) -> bool:
+    """Whether ``value`` is a finite number of seconds > 0 (a bool is not)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 def _given(**settings: Any) -> list[str]:
     """The names of the settings that were given (are not None), in order."""
     return [name for name, value in settings.items() if value is not None]
@@ -152,6 +162,10 @@ class DaskExecutor(Executor):
         before they start and ``should_run()`` in a task stays True.
     :param watch_worker_status: False turns ``worker_added``/``worker_removed`` off.
     :param connect_timeout: seconds to reach the scheduler.
+    :param no_workers_timeout: seconds that tasks may wait on a cluster with no worker;
+        past it the waiting Futures fail with :class:`executors.NoWorkersError`. None
+        (the default) waits, as Dask does (an adaptive cluster may scale from zero); a
+        WARNING is logged after 30 s either way.
     :raises ValueError: for conflicting settings, an import string that does not import,
         or an invalid address.
     """
@@ -169,6 +183,7 @@ class DaskExecutor(Executor):
         disable_cancellation_event: bool = False,
         watch_worker_status: bool | None = None,
         connect_timeout: float = 30.0,
+        no_workers_timeout: float | None = None,
     ) -> None:
         super().__init__()
         if address is not None:
@@ -214,14 +229,14 @@ class DaskExecutor(Executor):
             self._cluster_factory = cluster_class
         if address is not None:
             _check_address(address, client_kwargs or {})
-        if (
-            isinstance(connect_timeout, bool)
-            or not isinstance(connect_timeout, (int, float))
-            or not math.isfinite(connect_timeout)
-            or connect_timeout <= 0
-        ):
+        if not _is_seconds(connect_timeout):
             raise ValueError(
                 f"connect_timeout must be a finite number of seconds > 0, got {connect_timeout!r}"
+            )
+        if no_workers_timeout is not None and not _is_seconds(no_workers_timeout):
+            raise ValueError(
+                "no_workers_timeout must be None or a finite number of seconds > 0, got "
+                f"{no_workers_timeout!r}"
             )
         self._address = address
         self._cluster = cluster
@@ -234,6 +249,9 @@ class DaskExecutor(Executor):
         self._disable_cancellation_event = disable_cancellation_event
         self._watch_worker_status = watch_worker_status
         self._connect_timeout = float(connect_timeout)
+        self._no_workers_timeout = (
+            float(no_workers_timeout) if no_workers_timeout is not None else None
+        )
         # The budget of each reconnect after a lost scheduler; `executors watch` lifts it
         # (math.inf: it keeps trying until Ctrl-C). Not a setting: not copied or compared.
         self._reconnect_timeout = self._connect_timeout
@@ -253,6 +271,7 @@ class DaskExecutor(Executor):
             "disable_cancellation_event": self._disable_cancellation_event,
             "watch_worker_status": self._watch_worker_status,
             "connect_timeout": self._connect_timeout,
+            "no_workers_timeout": self._no_workers_timeout,
         }
 
     def __reduce__(self) -> tuple[Any, ...]:

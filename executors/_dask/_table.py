@@ -259,15 +259,19 @@ class TaskTable:
         if entry is not None and entry.ref is ref:  # not a later task with the same key
             self.forget(key)
 
-    async def pending(self) -> list[Future[Any]]:
-        """Every Future whose task has not ended (those held back included)."""
-        self.on_wake()
-        held = [task.future for task in self.incoming]  # while reconnecting
+    def waiting(self) -> list[Future[Any]]:
+        """Every Future whose task has not ended, as it stands (nothing is sent)."""
+        held = [task.future for task in self.incoming]
         return held + [
             future
             for entry in self.live.values()
             if (future := entry.future()) is not None and future._status is PENDING
         ]
+
+    async def pending(self) -> list[Future[Any]]:
+        """Every Future whose task has not ended (those held back included)."""
+        self.on_wake()
+        return self.waiting()  # the held back ones too, while reconnecting
 
     # -- cancelling, and what a lost scheduler needs -----------------------------------------
 
