@@ -21,7 +21,7 @@ from ._local_dask import LocalDaskExecutor
 from ._logging import configure_logging
 from ._version import __version__
 from ._waiting import as_completed
-from .exceptions import CancelledError, ConnectError, NoWorkersError
+from .exceptions import CancelledError, ConnectError, NoWorkersError, ProcessDiedError
 from .signals import WorkerInfo
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "LocalDaskExecutor",
     "LocalExecutor",
     "NoWorkersError",
+    "ProcessDiedError",
     "WorkerInfo",
     "__version__",
     "as_completed",

@@ -5,6 +5,7 @@
     Exception
     ├── concurrent.futures.CancelledError
     │   └── CancelledError       a Future ended cancelled (Future.cancel() or the run's cancel)
+    ├── ProcessDiedError         a task killed its worker process, again and again
     └── OSError
         ├── ConnectionError
         │   └── ConnectError     no connection to a scheduler within the budget
@@ -21,7 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any
 
-__all__ = ["CancelledError", "ConnectError", "NoWorkersError"]
+__all__ = ["CancelledError", "ConnectError", "NoWorkersError", "ProcessDiedError"]
 
 
 class CancelledError(concurrent.futures.CancelledError):
@@ -97,3 +98,28 @@ class NoWorkersError(TimeoutError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.address, self.seconds, self.tasks))
+
+
+class ProcessDiedError(Exception):
+    """The task's worker process died while it ran, as many times as it was tried
+    (LocalDaskExecutor ``processes``: a crash, ``os._exit``, an OOM kill). The other
+    tasks ran on a new pool; this one failed alone.
+
+    :param key: the task key.
+    :param times: how many times a process died running it.
+    :param exit_code: the last dead process's exit code (negative: the signal that
+        ended it).
+    """
+
+    def __init__(self, key: str, times: int, exit_code: int) -> None:
+        how = f"signal {-exit_code}" if exit_code < 0 else f"exit code {exit_code}"
+        super().__init__(
+            f"task {key!r} killed its worker process {times} time(s) (the last one ended "
+            f"with {how}); it is not run again"
+        )
+        self.key = key
+        self.times = times
+        self.exit_code = exit_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.times, self.exit_code))

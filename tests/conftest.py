@@ -289,14 +289,21 @@ def _children() -> set[int]:
     return mine - _helper_pids() - _session_pids()
 
 
+# multiprocessing's shared-memory heap, where a process pool's slots live (_crashes): its
+# arenas are made once and reused for the interpreter's life, as the resource tracker is.
+PROCESS_WIDE_FILES = ("/dev/shm/pym-",)
+
+
 def _fds() -> dict[int, str]:
     """This process's open file descriptors, with what each is (a file, pipe, socket)."""
     found = {}
     for name in os.listdir("/proc/self/fd"):
         try:
-            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+            what = os.readlink(f"/proc/self/fd/{name}")
         except OSError:  # closed meanwhile (the one listdir itself used, say)
             continue
+        if not what.startswith(PROCESS_WIDE_FILES):
+            found[int(name)] = what
     return found
 
 

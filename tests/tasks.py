@@ -329,3 +329,16 @@ def slower_from(x: int, start: int, fast: float, slow: float) -> int:
     if seconds:
         time.sleep(seconds)
     return x
+
+
+def exit_at(x: int, bad: int) -> int:
+    """Kill this process (as a crash or an OOM kill would) at item ``bad``."""
+    if x == bad:
+        os._exit(1)
+    return x
+
+
+def kill_self(signum: int) -> None:
+    """End this process by a signal, as an OOM kill does."""
+    os.kill(os.getpid(), signum)
+    time.sleep(10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import pickle
 import threading
 import time
 import traceback
@@ -14,7 +15,7 @@ import pytest
 import tasks
 from conftest import ctrl_c_once_written, wait_for_pid, wait_until
 
-from executors import CancelledError, LocalDaskExecutor, signals
+from executors import CancelledError, LocalDaskExecutor, ProcessDiedError, signals
 from executors._local_dask._pool import chunk_size
 
 
@@ -195,6 +196,55 @@ class TestProcesses:
             time.sleep(0.02)
         assert not psutil.pid_exists(pid)
         assert future.cancelled() and cancelled == ["KeyboardInterrupt"]
+
+
+class TestACrashedProcess:
+    """A task that kills its worker process fails alone (SPEC §13): the pool is replaced,
+    the tasks in flight run again, the crasher fails after 3 tries."""
+
+    def test_one_crash_fails_one_task_and_the_executor_goes_on(self) -> None:
+        with LocalDaskExecutor("processes", num_workers=2) as ex:
+            futures = [ex.submit(tasks.exit_at, i, 150) for i in range(400)]
+            outcomes = []
+            for future in futures:
+                try:
+                    outcomes.append(future.result(timeout=120))
+                except ProcessDiedError as error:
+                    outcomes.append(error)
+            died = [o for o in outcomes if isinstance(o, ProcessDiedError)]
+            assert len(died) == 1 and died[0].key == futures[150].key
+            assert outcomes[:150] + outcomes[151:] == list(range(150)) + list(range(151, 400))
+            assert died[0].times == 3 and died[0].exit_code == 1
+            assert "killed its worker process 3 time(s)" in str(died[0])
+            assert ex.submit(tasks.inc, 1).result(timeout=60) == 2  # and the run goes on
+            assert len(_pool_processes()) == 2  # the broken pools' processes are gone
+
+    def test_in_a_chunked_map_the_error_comes_at_its_place(self) -> None:
+        with LocalDaskExecutor("processes", num_workers=2) as ex:
+            results = ex.map(tasks.exit_at, range(400), [150] * 400, chunksize=10)
+            got = []
+            with pytest.raises(ProcessDiedError, match=r"exit_at-\[150:160\]"):
+                for value in results:
+                    got.append(value)
+            assert got == list(range(150))
+            assert list(ex.map(tasks.inc, range(5))) == [1, 2, 3, 4, 5]
+
+    def test_a_kill_by_signal_is_named(self) -> None:
+        with LocalDaskExecutor("processes", num_workers=1) as ex:
+            future = ex.submit(tasks.kill_self, 9)
+            with pytest.raises(ProcessDiedError, match="signal 9") as raised:
+                future.result(timeout=120)
+        error = pickle.loads(pickle.dumps(raised.value))
+        assert (error.key, error.times, error.exit_code) == (future.key, 3, -9)
+
+
+def _pool_processes() -> list[psutil.Process]:
+    """This process's children that are pool workers (not multiprocessing's tracker)."""
+    return [
+        child
+        for child in psutil.Process().children()
+        if "resource_tracker" not in " ".join(child.cmdline())
+    ]
 
 
 class TestThreads:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
 import dask
@@ -19,7 +20,8 @@ from .._future import CANCELLED, ERROR, FINISHED, PENDING, Future
 from .._run import Run
 from .._task import Task
 from .._waiting import block_until_done
-from ..exceptions import CancelledError
+from ..exceptions import CancelledError, ProcessDiedError
+from ._crashes import ALLOWED_FAILURES, Slots, crashed, key_number
 from ._nodes import SKIPPED, Failure, RemoteTraceback, build_graph
 from ._pool import chunk_size, run_graph, start_threads, started_process_pool, terminate
 
@@ -61,6 +63,10 @@ class Graphs:
         # Results held back while the executor's dask config is set (driver-owned).
         self.held: list[tuple[Task, Any]] | None = None
         self.pool: concurrent.futures.Executor | None = None
+        self.process_slots: Slots | None = None  # where worker processes say what they run
+        self.pool_lock = threading.Lock()  # who replaces a broken process pool
+        self.crashes: dict[str, int] = {}  # how often each task killed its process
+        self.crashed: dict[int, dict[int, int]] = {}  # by broken pool: what died running
         one_at_a_time = self.scheduler == "synchronous" or bool(self.user_config)
         self.driver_count = 1 if one_at_a_time else self.num_workers
         self.drivers = concurrent.futures.ThreadPoolExecutor(
@@ -79,7 +85,7 @@ class Graphs:
             )
             start_threads(self.pool, self.num_workers)
         elif self.scheduler == "processes":
-            self.pool = started_process_pool(self.num_workers)
+            self.pool, self.process_slots = started_process_pool(self.num_workers)
         return None
 
     def after_open(self) -> None:
@@ -149,9 +155,13 @@ class Graphs:
             self._compute(later)
 
     def _compute(self, batch: list[Task]) -> None:
-        """Compute ``batch`` as one graph."""
+        """Compute ``batch`` as one graph; when a worker process dies meanwhile, again
+        (what is left of it) on a new pool."""
         if self.run.cancelled.is_set():
             return
+        # What build_graph rewrites, for a computation again (see _again).
+        saved = [(task, task.deps, task.args, task.kwargs) for task in batch]
+        pool = self.pool
         graph, tasks = build_graph(batch, self.scheduler == "processes", self.fail)
         if not graph:
             return
@@ -176,8 +186,52 @@ class Graphs:
         held, self.held = self.held, None
         for task, result in held or ():
             self._settle(task, result)
+        if isinstance(error, BrokenProcessPool) and not self.run.cancelled.is_set():
+            self._again(pool, tasks, saved)
         for key, task in tasks.items():  # nothing of this graph stays pending
             self.fail(task, error or RuntimeError(f"task {key!r} was not computed"))
+
+    def _again(
+        self,
+        pool: concurrent.futures.Executor | None,
+        tasks: dict[str, Task],
+        saved: list[tuple[Task, Any, Any, Any]],
+    ) -> None:
+        """A worker process died while ``tasks`` computed: on a new pool, compute again
+        those not ended, but the one it died running once that has killed its process
+        ``ALLOWED_FAILURES`` times (it fails alone, with ProcessDiedError)."""
+        died = self._replace(pool)
+        again = []
+        for task, deps, args, kwargs in saved:
+            if task.key not in tasks or self.live.get(task.key) is not task:
+                continue  # ended, or not of this graph's computation
+            code = died.get(key_number(task.key))
+            if code is not None:
+                count = self.crashes[task.key] = self.crashes.get(task.key, 0) + 1
+                if count >= ALLOWED_FAILURES:
+                    self.fail(task, ProcessDiedError(task.key, count, code))
+                    continue
+            task.deps, task.args, task.kwargs = deps, args, kwargs
+            task.dep_keys, task.needed = (), False
+            again.append(task)
+        if again:
+            self._compute(again)
+
+    def _replace(self, broken: concurrent.futures.Executor | None) -> dict[int, int]:
+        """The tasks the processes of ``broken`` died running; a new pool in its place
+        (once, whichever graph saw it break first)."""
+        with self.pool_lock:
+            if self.pool is broken and isinstance(broken, concurrent.futures.ProcessPoolExecutor):
+                processes = list((getattr(broken, "_processes", None) or {}).values())
+                assert self.process_slots is not None
+                died = crashed(processes, self.process_slots)
+                self.crashed[id(broken)] = died
+                terminate(broken)
+                self.pool, self.process_slots = started_process_pool(self.num_workers)
+                self.run.log.warning(
+                    "worker_process_died", tasks=len(died), exit_codes=sorted(died.values())
+                )
+            return self.crashed.get(id(broken), {})
 
     def deliver(self, task: Task, result: Any) -> None:
         """``task`` ended with what :func:`execute` returned: settle its Future (later,

@@ -22,6 +22,7 @@ from .._pickling import call_error, dumps, loads, restore_exit_code, result_erro
 from .._structure import to_refs
 from .._task import Task
 from ..exceptions import CancelledError
+from ._crashes import mark
 
 __all__ = [
     "SKIPPED",
@@ -137,6 +138,7 @@ def execute_remote(payload: bytes, *dep_results: bytes) -> bytes:
     key = "?"
     try:
         key, fn, args, kwargs, dep_keys, known = loads(payload)
+        mark(key)  # if this process dies now, it is this task's doing (see _crashes)
         values = known
         if dep_results:
             loaded = [loads(result) for result in dep_results]
@@ -147,6 +149,8 @@ def execute_remote(payload: bytes, *dep_results: bytes) -> bytes:
         value = call_in_context(_REMOTE_CONTEXT, fn, args, kwargs, values)
     except BaseException as exc:
         return _pickled_failure(exc)
+    finally:
+        mark(None)
     try:
         return dumps(value)
     except Exception as exc:

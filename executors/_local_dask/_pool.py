@@ -18,6 +18,7 @@ from dask.callbacks import Callback
 
 from .._pickling import loads, result_error
 from .._task import Task
+from ._crashes import Slots, new_slots, take_slot
 from ._nodes import Failure
 
 __all__ = ["chunk_size", "run_graph", "start_threads", "started_process_pool", "terminate"]
@@ -69,16 +70,23 @@ def _worker_ready() -> None:
     dask.config.set(scheduler="synchronous")
 
 
-def started_process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    """A process pool with its workers up and this package imported in them.
+def _worker_start(slots: Slots, counter: Any) -> None:
+    """The initializer of every worker process: its slot (see ``_crashes``)."""
+    take_slot(slots, counter)
+    _worker_ready()
+
+
+def started_process_pool(workers: int) -> tuple[concurrent.futures.ProcessPoolExecutor, Slots]:
+    """A process pool with its workers up and this package imported in them, and the
+    slots where they say which task they run (``_crashes``).
 
     So the start pays for it (about 1 s: each spawned worker imports dask and
     distributed), not the first ``wait()``, which would otherwise find the workers cold.
     """
+    context = dask.multiprocessing.get_context()  # type: ignore[no-untyped-call]
+    slots, counter = new_slots(context, workers)
     pool = concurrent.futures.ProcessPoolExecutor(
-        workers,
-        mp_context=dask.multiprocessing.get_context(),  # type: ignore[no-untyped-call]
-        initializer=_worker_ready,
+        workers, mp_context=context, initializer=_worker_start, initargs=(slots, counter)
     )
     try:
         # One call per worker: the pool spawns a process for each call that finds none idle.
@@ -95,7 +103,7 @@ def started_process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor
     except BaseException:
         terminate(pool)
         raise
-    return pool
+    return pool, slots
 
 
 def terminate(pool: concurrent.futures.ProcessPoolExecutor) -> None:
