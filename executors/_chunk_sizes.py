@@ -30,8 +30,8 @@ __all__ = ["ChunkSizer"]
 OVERHEAD_FACTOR = 20.0
 MIN_TARGET = 0.002  # seconds: no chunk aims lower, whatever the measured overhead
 MAX_TARGET = 0.5  # seconds: nor higher, so an item of half a second or more runs alone
-GROWTH = 16
-EVIDENCE = 8
+GROWTH = 8
+EVIDENCE = 4
 BUFFERED_ITEMS = 2**16
 
 
@@ -39,7 +39,7 @@ class ChunkSizer:
     """The learned part of an auto-chunked map. Not thread-safe: its map calls it under
     its own lock."""
 
-    __slots__ = ("_buffersize", "_item_time", "_largest", "_measured", "_overhead")
+    __slots__ = ("_buffersize", "_item_time", "_largest", "_measured", "_newest", "_overhead")
 
     def __init__(self, buffersize: int | None = None) -> None:
         self._buffersize = buffersize
@@ -47,15 +47,19 @@ class ChunkSizer:
         self._overhead: float | None = None  # seconds a task costs beyond its run time
         self._largest = 0  # the largest chunk that has ended
         self._measured = 0  # items in ended chunks
+        self._newest = 0.0  # the order of the chunk that set the item time last
 
-    def record(self, items: int, run_time: float, round_trip: float) -> None:
+    def record(self, items: int, run_time: float, round_trip: float, order: float = 0.0) -> None:
         """A chunk of ``items`` ended: it ran ``run_time`` seconds where it ran, and came
-        back ``round_trip`` seconds after it was submitted."""
+        back ``round_trip`` seconds after it was submitted; ``order`` grows with the
+        submission (chunks may end out of it)."""
         latest = max(run_time, 1e-9) / items
         if self._item_time is None or latest > self._item_time:
             self._item_time = latest
-        else:
+            self._newest = max(self._newest, order)
+        elif order >= self._newest:  # a chunk older than the one that set it says nothing
             self._item_time = (self._item_time + latest) / 2
+            self._newest = order
         overhead = max(round_trip - run_time, 0.0)
         if self._overhead is None or overhead < self._overhead:
             self._overhead = overhead

@@ -20,20 +20,16 @@ it that have ended too, in the same trip: on Dask, one gather for many chunks.
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
-import threading
-import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._chunk_sizes import ChunkSizer
-from ._chunks import Chunk, Source, run_chunk
+from ._chunks import Chunk
+from ._feeder import Feeder
 from ._future import FINISHED, NOT_FETCHED, PENDING, Future, deadline, remaining
 from ._progress import open_count_bar
-from ._task import function_name, is_positive_int
+from ._task import is_positive_int
 from ._waiting import cancel_together, fetch_all
-from .exceptions import CancelledError
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -44,9 +40,6 @@ T = TypeVar("T")
 
 # How many chunks after the one waited for may come back with it, at most.
 PREFETCH = 64
-# How long a wait for the next chunk sleeps at most before it looks again (so that a
-# Ctrl-C is taken at once, whichever thread the signal reached).
-WAKE_SECONDS = 0.1
 
 
 def check_map_arguments(
@@ -85,224 +78,6 @@ def map_items(
         feeder.read_all()
     bar = open_count_bar(feeder.source.length) if progress else None
     return MapResults(_results(feeder, until, timeout, bar), feeder, bar)
-
-
-class Feeder:
-    """Submits a map's chunks, in order, and holds those not yet yielded (``pending``,
-    which the iterator takes from the left).
-
-    ``feed`` may be called from the caller's thread and from the dispatcher's (a chunk's
-    done callback); one at a time, so the chunks are submitted and queued in order."""
-
-    def __init__(
-        self,
-        run: Run,
-        fn: Callable[..., Any],
-        iterables: tuple[Iterable[Any], ...],
-        chunksize: int | str,
-        buffersize: int | None,
-        extra_context: Mapping[str, Any] | None,
-    ) -> None:
-        self.run = run  # not its executor: nothing of a map keeps that alive
-        self.fn = fn
-        self.buffersize = buffersize
-        self.fixed = chunksize if isinstance(chunksize, int) else None
-        self.sizer = None if self.fixed is not None else ChunkSizer(buffersize)
-        self.context = dict(extra_context or {})
-        self.name = (
-            self.context.get("task_full_name") or self.context.get("task_name") or function_name(fn)
-        )
-        self.source = Source(iterables)
-        self.pending: collections.deque[Future[Any]] = collections.deque()
-        self.error: BaseException | None = None  # raised once every chunk before it is
-        self.stopped = False  # closed, or failed to submit: nothing more is submitted
-        self.in_flight = 0  # auto chunks whose done callback has not run yet
-        self._feeding = threading.Lock()  # one feed at a time (chunks go in order)
-        self.changed = threading.Condition()  # a chunk ended, or the feeding stopped
-        # Without a buffer, auto chunks are submitted as chunks end: the run finishes
-        # them when it stops, even if nobody iterates this map.
-        self._on_ends = self.sizer is not None and buffersize is None
-
-    # -- submitting ------------------------------------------------------------------------
-
-    def feed(self) -> None:
-        """Submit as many chunks as the mode allows now (see the module docstring)."""
-        with self._feeding:
-            submitted: list[Future[Any]] = []
-            try:
-                while not self.stopped and not self.source.exhausted:
-                    size, everything = self._next_size()
-                    if size == 0:
-                        break
-                    if everything:
-                        self._submit_all(size, submitted)
-                        break
-                    if not self._submit_next(size, submitted):
-                        break
-            finally:
-                _start(submitted)
-                self._settle_feeding()
-
-    def read_all(self) -> None:
-        """Read the rest of the input (the first chunks are on their way), then submit
-        what the mode allows of it."""
-        with self._feeding:
-            self.source.read_all()
-        self.feed()
-
-    def submit_rest(self) -> None:
-        """The run stops: submit every item left now, in chunks of the size learned so
-        far (SPEC §3: a map never iterated still runs to its end)."""
-        with self._feeding:
-            submitted: list[Future[Any]] = []
-            try:
-                if self.sizer is not None:
-                    slots = self.run.backend.slots()
-                    self._submit_all(self.sizer.size(slots, self.source.remaining)[0], submitted)
-            finally:
-                _start(submitted)
-                self._settle_feeding()
-
-    def _submit_all(self, size: int, submitted: list[Future[Any]]) -> None:
-        while self._submit_next(size, submitted):
-            pass
-
-    def _submit_next(self, size: int, submitted: list[Future[Any]]) -> bool:
-        """Submit the next chunk of at most ``size`` items; False when none was."""
-        if self.stopped or self.source.exhausted:
-            return False
-        start, items = self.source.take(size)
-        if not items:
-            return False
-        future = self._submit(start, items)
-        if future is None:
-            return False
-        submitted.append(future)
-        return True
-
-    def _next_size(self) -> tuple[int, bool]:
-        """How many items the next chunk takes now (0: none now), and whether every
-        item left may be submitted at once."""
-        if self.buffersize is not None and len(self.pending) >= self.buffersize:
-            return 0, False
-        if self.sizer is None:
-            assert self.fixed is not None
-            return self.fixed, self.buffersize is None
-        slots = self.run.backend.slots()
-        size, tail = self.sizer.size(slots, self.source.remaining)
-        # Two a slot: one running, one queued behind it. A chunk runs ten times the
-        # overhead of a task (or is a single item that runs longer), so one queued is
-        # enough to keep the slot busy while the next is sent.
-        if self._on_ends and not tail and self.in_flight >= 2 * slots:
-            return 0, False
-        return size, tail
-
-    def _submit(self, start: int, items: list[Any]) -> Future[Any] | None:
-        """Submit one chunk and queue its Future; None when it could not be submitted
-        (then the map ends there with the reason as its error)."""
-        try:
-            if self.fixed == 1:  # one task an item, named as a plain submit names it
-                context = {**self.context, "map_index": start}
-                args = items[0] if self.source.spread else (items[0],)
-                future = self.run.submit(self.fn, args, {}, context)
-            else:
-                future = self.run.submit(
-                    run_chunk,
-                    (self.fn, items, self.source.spread),
-                    {},
-                    self._chunk_context(start, items),
-                )
-        except Exception as exc:
-            self.stopped = True
-            self.error = self._why_not(exc, start, len(items))
-            return None
-        self.pending.append(future)
-        if self.sizer is not None:
-            self._measure(future, len(items))
-        return future
-
-    def _chunk_context(self, start: int, items: list[Any]) -> dict[str, Any]:
-        if len(items) > 1:
-            return {**self.context, "task_full_name": f"{self.name}-[{start}:{start + len(items)}]"}
-        if "task_name" in self.context or "task_full_name" in self.context:
-            return {**self.context, "map_index": start}
-        return {**self.context, "task_full_name": self.name}  # not run_chunk's name
-
-    def _why_not(self, error: Exception, start: int, count: int) -> BaseException:
-        """What the map raises in place of a chunk that could not be submitted."""
-        if isinstance(error, RuntimeError) and self.run.cancelled.is_set():
-            # The run was cancelled while the map was read: the map's items are
-            # cancelled, whichever was next (SPEC §3), not refused.
-            key = f"{self.name}-[{start}:{start + count}]"
-            return CancelledError(key, self.run.reason)
-        return error
-
-    def _measure(self, future: Future[Any], items: int) -> None:
-        submitted_at = time.perf_counter()
-        if future._status is not PENDING:  # ran inside submit (LocalExecutor)
-            self._record(future, items, submitted_at)
-            return
-        self.in_flight += 1
-        future.add_done_callback(functools.partial(self._ended, items, submitted_at))
-
-    def _record(self, future: Future[Any], items: int, submitted_at: float) -> None:
-        chunk = future._value
-        if future._status is FINISHED and isinstance(chunk, Chunk):
-            assert self.sizer is not None
-            self.sizer.record(items, chunk.run_time, time.perf_counter() - submitted_at)
-
-    def _ended(self, items: int, submitted_at: float, future: Future[Any]) -> None:
-        """A chunk's done callback, on the dispatcher thread: learn from it, and submit
-        the next chunks when this map does so as chunks end."""
-        with self._feeding:
-            self.in_flight -= 1
-            self._record(future, items, submitted_at)
-        if self._on_ends:
-            self.feed()
-        else:
-            with self.changed:
-                self.changed.notify_all()
-
-    def _settle_feeding(self) -> None:
-        """After a feed: a map with nothing more to submit no longer needs its run to
-        finish it; whoever waits for a chunk looks again."""
-        if self._on_ends:
-            if self.stopped or self.source.exhausted:
-                self.run.feeders.discard(self)
-            else:
-                self.run.feeders.add(self)
-        with self.changed:
-            self.changed.notify_all()
-
-    def stop(self) -> None:
-        """Submit nothing more (the iterator was closed)."""
-        with self._feeding:
-            self.stopped = True
-            self._settle_feeding()
-
-    # -- waiting ---------------------------------------------------------------------------
-
-    def wait_for_more(self, until: float | None, timeout: float | None) -> bool:
-        """Block until a chunk is queued (True) or none will be (False: the map ends,
-        with :attr:`error` if it has one).
-
-        :raises TimeoutError: naming the map's timeout."""
-        self.feed()
-        with self.changed:
-            while not self.pending:
-                if self.stopped or self.source.exhausted:
-                    if self.error is None and self.source.error is not None:
-                        self.error = self.source.error
-                    return False
-                if self.run.cancelled.is_set():
-                    key = f"{self.name}-[{self.source.start}:]"
-                    self.error = CancelledError(key, self.run.reason)
-                    return False
-                left = remaining(until)
-                if left == 0:
-                    raise TimeoutError(f"map(): no result came within the timeout of {timeout} s")
-                self.changed.wait(WAKE_SECONDS if left is None else min(left, WAKE_SECONDS))
-        return True
 
 
 class MapResults(Generator[T, None, None]):
@@ -353,7 +128,10 @@ def _results(
                 if bar is not None:
                     bar.update(1)
                 continue
-            chunk: Chunk = pending.popleft().result()
+            head = pending.popleft()
+            chunk: Chunk = head.result()
+            feeder.taken(head)
+            del head
             values, error = chunk.values, chunk.error
             del chunk
             values.reverse()
@@ -377,13 +155,6 @@ def _cancel(feeder: Feeder) -> None:
     pending = feeder.pending
     cancel_together(reversed(pending))
     pending.clear()
-
-
-def _start(futures: Sequence[Future[Any]]) -> None:
-    """Get ``futures`` going now, as concurrent.futures' map does at the call (a
-    LocalDaskExecutor would otherwise hold them until someone waits)."""
-    if futures:
-        futures[0]._owner.want(futures)
 
 
 def _bring(

@@ -75,6 +75,16 @@ class TestFollowing:
         slow = sizer.size(2, None)[0]
         assert slow == int(sizer.target / 1e-2) < fast / 50
 
+    def test_a_chunk_older_than_the_slowdown_does_not_undo_it(self) -> None:
+        sizer = ChunkSizer()
+        sizer.record(100, 100 * 1e-4, 100 * 1e-4 + OVERHEAD, order=1.0)
+        sizer.record(100, 100 * 1e-2, 100 * 1e-2 + OVERHEAD, order=3.0)  # slow, submitted later
+        slow = sizer.size(2, None)[0]
+        sizer.record(100, 100 * 1e-4, 100 * 1e-4 + OVERHEAD, order=2.0)  # fast, before it
+        assert sizer.size(2, None)[0] == slow
+        sizer.record(100, 100 * 1e-4, 100 * 1e-4 + OVERHEAD, order=4.0)  # fast, after it
+        assert sizer.size(2, None)[0] > slow
+
     def test_a_speedup_is_followed_step_by_step(self) -> None:
         sizer = ChunkSizer()
         for _ in range(50):
