@@ -40,12 +40,26 @@ def test_a_quick_run_measures_every_bar_and_writes_the_samples(tmp_path: pathlib
         "P7",
         "P8",
         "P8",
+        "P8",  # the fixed-chunk map beside its bound, for reference
+        *["P9"] * (3 * 2 + 1),  # Dask: auto against the best fixed size, and joblib; first result
+        *["P9"] * 3,  # LocalDaskExecutor processes: auto against the best fixed size
     ]
     assert all(bar["holds"] is None for bar in bars)  # --quick judges nothing
     assert all(bar["score"] > 0 for bar in bars)
     memory = bars[7]["data"]["executor"]
     assert set(memory["retained"].values()) == {0}  # no table keeps anything once dropped
-    for line in ("P1 ", "P2 ", "P3 ", "P4 ", "P5 ", "P6 ", "P7 ", "P8 ", "nothing is judged"):
+    for line in (
+        "P1 ",
+        "P2 ",
+        "P3 ",
+        "P4 ",
+        "P5 ",
+        "P6 ",
+        "P7 ",
+        "P8 ",
+        "P9 ",
+        "nothing is judged",
+    ):
         assert line in done.stdout
 
 
@@ -65,11 +79,11 @@ def test_the_script_in_benchmarks_runs_one_bar(tmp_path: pathlib.Path) -> None:
 
 def test_an_unknown_bar_is_a_usage_error() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "executors", "bench", "--bar", "P9"],
+        [sys.executable, "-m", "executors", "bench", "--bar", "P10"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert done.returncode == 2
-    assert "P9" in done.stderr and "Traceback" not in done.stderr
+    assert "P10" in done.stderr and "Traceback" not in done.stderr

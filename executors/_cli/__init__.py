@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--chunksize",
         type=_positive,
-        default="auto",
+        default=None,
         help="count this many ranges to a task (default: map's own chunk sizes, "
         "learned from the run times)",
     )
@@ -84,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         executor = _executor(args.executor, args.workers)
-        return 0 if run_demo(executor, args.tasks, sys.stdout, args.chunksize) else 1
+        chunksize = args.chunksize or "auto"
+        return 0 if run_demo(executor, args.tasks, sys.stdout, chunksize) else 1
     if args.command == "watch":
         return _watch.main(args, sys.stdout, sys.stderr)
     if args.command == "bench":
