@@ -2,16 +2,8 @@
 
 Items run in chunks, one task each (:func:`~._chunks.run_chunk`), so tiny functions are
 not paid for one scheduler round each (P7, P9); a chunk's results come back together
-and are yielded one by one. Who submits the chunks, and when:
-
-- ``chunksize=N`` without a buffer: every chunk at the call, as concurrent.futures does.
-- ``buffersize=K``: the consumer, keeping at most K chunks submitted and not yet
-  yielded; the input is read only that far (an endless generator works, P8).
-- ``chunksize="auto"`` without a buffer: the input is read at the call; the chunks are
-  formed as their sizes are learned (``_chunk_sizes.py``), with twice as many in flight
-  as the backend has slots. Each chunk that ends submits the next from its done
-  callback (the dispatcher thread), so a map nobody iterates still runs to its end; a
-  run that stops normally submits whatever such a map has left first (``Run.stop``).
+and are yielded one by one. Who submits the chunks, and when, is the feeder's part
+(``_feeder.py``); this module checks the arguments, and yields.
 
 While it waits for the next chunk, the iterator brings the results of the chunks after
 it that have ended too, in the same trip: on Dask, one gather for many chunks.

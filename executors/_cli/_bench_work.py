@@ -338,15 +338,22 @@ def p8_memory(small: int, large: int, chunksize: int | str, buffersize: int) -> 
     return {"rss_before": before, **seen}
 
 
+def _generator_map(
+    ex: DaskExecutor, items: int, chunksize: int | str, buffersize: int | None
+) -> float:
+    """Seconds to map a no-op over ``items`` of a generator and consume every result."""
+    started = time.perf_counter()
+    source = (n for n in range(items))
+    for _ in ex.map(noop, source, chunksize=chunksize, buffersize=buffersize):
+        pass
+    return time.perf_counter() - started
+
+
 def p8_map(items: int, chunksize: int | str, buffersize: int | None) -> float:
     """Seconds to map a no-op over ``items`` of a generator, with or without a buffer."""
     with DaskExecutor(cluster_kwargs=CLUSTER) as ex:
         ex.submit(noop).result()
-        started = time.perf_counter()
-        source = (n for n in range(items))
-        for _ in ex.map(noop, source, chunksize=chunksize, buffersize=buffersize):
-            pass
-        return time.perf_counter() - started
+        return _generator_map(ex, items, chunksize, buffersize)
 
 
 def p8_bound(items: int, chunksize: int, buffersize: int, trips: int) -> tuple[float, float]:
@@ -355,11 +362,7 @@ def p8_bound(items: int, chunksize: int, buffersize: int, trips: int) -> tuple[f
     ``buffersize`` chunks in flight no map beats ``buffersize * chunksize / trip``."""
     with DaskExecutor(cluster_kwargs=CLUSTER) as ex:
         ex.submit(noop).result()
-        started = time.perf_counter()
-        source = (n for n in range(items))
-        for _ in ex.map(noop, source, chunksize=chunksize, buffersize=buffersize):
-            pass
-        seconds = time.perf_counter() - started
+        seconds = _generator_map(ex, items, chunksize, buffersize)
         samples = []
         for _ in range(trips):
             started = time.perf_counter()
