@@ -135,7 +135,7 @@ class Feeder:
             return self.fixed, self.buffersize is None
         slots = self.run.backend.slots()
         size, tail = self.sizer.size(slots, self.source.remaining)
-        # Two a slot: one running, one queued behind it. A chunk runs ten times the
+        # Two a slot: one running, one queued behind it. A chunk runs twenty times the
         # overhead of a task (or is a single item that runs longer), so one queued is
         # enough to keep the slot busy while the next is sent.
         if self._on_ends and not tail and self.in_flight >= 2 * slots:
