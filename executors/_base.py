@@ -173,7 +173,8 @@ class Executor(abc.ABC):
         run = self._run
         if run is None:
             raise RuntimeError(not_running(self._executor_id))
-        run.check_taking_work()
+        if run.closing or run.cancelled.is_set():  # inline: submit's hot path (P3)
+            run.check_taking_work()
         return run
 
     def submit(

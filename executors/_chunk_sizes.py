@@ -39,7 +39,15 @@ class ChunkSizer:
     """The learned part of an auto-chunked map. Not thread-safe: its map calls it under
     its own lock."""
 
-    __slots__ = ("_buffersize", "_item_time", "_largest", "_measured", "_newest", "_overhead")
+    __slots__ = (
+        "_buffersize",
+        "_item_time",
+        "_largest",
+        "_measured",
+        "_newest",
+        "_overhead",
+        "growing",
+    )
 
     def __init__(self, buffersize: int | None = None) -> None:
         self._buffersize = buffersize
@@ -48,6 +56,7 @@ class ChunkSizer:
         self._largest = 0  # the largest chunk that has ended
         self._measured = 0  # items in ended chunks
         self._newest = 0.0  # the order of the chunk that set the item time last
+        self.growing = True  # the last size was held back by what was measured so far
 
     def record(self, items: int, run_time: float, round_trip: float, order: float = 0.0) -> None:
         """A chunk of ``items`` ended: it ran ``run_time`` seconds where it ran, and came
@@ -79,14 +88,17 @@ class ChunkSizer:
         :param slots: how many tasks the backend runs at once.
         :param remaining: items left to submit, when the input's length is known.
         """
+        cap = max(1, BUFFERED_ITEMS // self._buffersize) if self._buffersize else None
         if self._item_time is None:
             size = evidence = 1
+            self.growing = True
         else:
             by_time = int(self.target / self._item_time)
+            if cap is not None:
+                by_time = min(by_time, cap)
             evidence = max(1, min(GROWTH * self._largest, EVIDENCE * self._measured))
             size = max(1, min(by_time, evidence))
-        if self._buffersize is not None:
-            size = min(size, max(1, BUFFERED_ITEMS // self._buffersize))
+            self.growing = evidence < by_time
         if remaining is None:
             return size, False
         slots = max(slots, 1)

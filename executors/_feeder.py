@@ -137,8 +137,11 @@ class Feeder:
         size, tail = self.sizer.size(slots, self.source.remaining)
         # Two a slot: one running, one queued behind it. A chunk runs twenty times the
         # overhead of a task (or is a single item that runs longer), so one queued is
-        # enough to keep the slot busy while the next is sent.
-        if self._on_ends and not tail and self.in_flight >= 2 * slots:
+        # enough to keep the slot busy while the next is sent. A buffer takes more once
+        # the chunks have grown: filled with chunks sized before anything was measured,
+        # it would grow them a buffer's length late.
+        limited = self._on_ends or self.sizer.growing
+        if limited and not tail and self.in_flight >= 2 * slots:
             return 0, False
         return size, tail
 
@@ -146,6 +149,7 @@ class Feeder:
         """Submit one chunk and queue its Future; None when it could not be submitted
         (then the map ends there with the reason as its error)."""
         try:
+            self.run.check_taking_work()
             if self.fixed == 1:  # one task an item, named as a plain submit names it
                 context = {**self.context, "map_index": start}
                 args = items[0] if self.source.spread else (items[0],)
@@ -244,9 +248,11 @@ class Feeder:
         with :attr:`error` if it has one).
 
         :raises TimeoutError: naming the map's timeout."""
-        self.feed()
-        with self.changed:
-            while not self.pending:
+        while True:
+            self.feed()  # again after each wake: what held a chunk back may have ended
+            with self.changed:
+                if self.pending:
+                    return True
                 if self.stopped or self.source.exhausted:
                     if self.error is None and self.source.error is not None:
                         self.error = self.source.error
@@ -259,7 +265,6 @@ class Feeder:
                 if left == 0:
                     raise TimeoutError(f"map(): no result came within the timeout of {timeout} s")
                 self.changed.wait(WAKE_SECONDS if left is None else min(left, WAKE_SECONDS))
-        return True
 
 
 def start(futures: Sequence[Future[Any]]) -> None:

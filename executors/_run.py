@@ -176,10 +176,10 @@ class Run:
         kwargs: dict[str, Any],
         extra_context: Mapping[str, Any] | None,
     ) -> Future[Any]:
-        """``Executor.submit`` of this run (see there); map submits its chunks here, so
-        that it holds the run and not the executor (an executor nobody holds is stopped
-        when it is collected, its work finished, as concurrent.futures does)."""
-        self.check_taking_work()
+        """``Executor.submit`` of this run (see there), once :meth:`check_taking_work`
+        passed; map submits its chunks here, so that it holds the run and not the
+        executor (an executor nobody holds is stopped when it is collected, its work
+        finished, as concurrent.futures does)."""
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         key, options = task_options(fn, extra_context)
