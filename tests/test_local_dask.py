@@ -68,6 +68,27 @@ class TestSettings:
             assert dask.config.get("executors_test.flag", None) is None
             assert slow.result(timeout=30) == "slow"
 
+    def test_two_executors_computing_at_once_leave_the_dask_config_as_it_was(
+        self, tmp_path: pathlib.Path
+    ) -> None:
+        # Each sets its scheduler in dask's global config while its graphs compute; here
+        # the first to start ends first. Left behind, the setting (a bound method that
+        # does not pickle) broke every Dask worker process spawned after.
+        before = dask.config.get("scheduler", None)
+        started_a, started_b = tmp_path / "started-a", tmp_path / "started-b"
+        go_a, go_b = tmp_path / "go-a", tmp_path / "go-b"
+        with LocalDaskExecutor("threads", num_workers=1) as a:
+            with LocalDaskExecutor("threads", num_workers=1) as b:
+                first = a.map(tasks.started_then_wait, [str(started_a)], [str(go_a)], [30.0])
+                assert wait_until(started_a.exists, 30)
+                second = b.map(tasks.started_then_wait, [str(started_b)], [str(go_b)], [30.0])
+                assert wait_until(started_b.exists, 30)
+                go_a.write_text("")
+                assert list(first) == [None]
+                go_b.write_text("")
+                assert list(second) == [None]
+        assert dask.config.get("scheduler", None) == before
+
 
 class TestLaziness:
     def test_submit_records_and_wait_computes(self) -> None:

@@ -351,25 +351,57 @@ def _wait_for_others(batch: list[Task]) -> None:
 
 
 class _SharedConfig:
-    """``dask.config.set(config)`` while any graph computes: set by the first graph in,
-    unset by the last one out (graphs overlap, and two ``dask.config.set`` that end in
-    another order than they began leave the first one's settings behind)."""
+    """An executor's ``dask.config.set(config)`` while any of its graphs computes: set by
+    the first graph in, unset by the last one out (graphs overlap)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._config = config
         self._lock = threading.Lock()
         self._users = 0
-        self._set: Any = None
 
     def __enter__(self) -> None:
         with self._lock:
             if self._users == 0:
-                self._set = dask.config.set(self._config)
+                _PROCESS_CONFIG.add(self, self._config)
             self._users += 1
 
     def __exit__(self, *exc_info: object) -> None:
         with self._lock:
             self._users -= 1
             if self._users == 0:
-                self._set.__exit__(None, None, None)
-                self._set = None
+                _PROCESS_CONFIG.remove(self)
+
+
+class _ProcessConfig:
+    """The one owner of the settings every executor's graphs set in dask's global
+    config. Two ``dask.config.set`` that end in another order than they began leave the
+    first one's settings behind (an executor's ``scheduler``, a bound method that does
+    not pickle, then went to every Dask worker process spawned after), so the settings of
+    the executors computing now are unset and set again here, the newest on top, and
+    the config is as it was once none computes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[int, dict[str, Any]] = {}  # by owner, oldest first
+        self._set: Any = None  # the dask.config.set in force
+
+    def add(self, owner: object, config: dict[str, Any]) -> None:
+        with self._lock:
+            self._active[id(owner)] = config
+            self._apply()
+
+    def remove(self, owner: object) -> None:
+        with self._lock:
+            del self._active[id(owner)]
+            self._apply()
+
+    def _apply(self) -> None:
+        if self._set is not None:
+            self._set.__exit__(None, None, None)
+            self._set = None
+        if self._active:
+            newest = next(reversed(self._active.values()))
+            self._set = dask.config.set(newest)
+
+
+_PROCESS_CONFIG = _ProcessConfig()
