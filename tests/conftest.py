@@ -481,6 +481,13 @@ def executor_logs() -> Iterator[list[logging.LogRecord]]:
         logger.setLevel(old_level)
 
 
+def sigint_as_in_a_terminal() -> None:
+    """For a child process (``preexec_fn``): SIGINT as in a terminal. Started from a
+    background job, the tests would pass on an ignored SIGINT, and a Python child keeps
+    an ignored SIGINT ignored: its Ctrl-C would never come."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def ctrl_c_raises() -> Iterator[None]:
     """SIGINT raises KeyboardInterrupt in the main thread, as in a terminal.

@@ -14,6 +14,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import sigint_as_in_a_terminal
 
 TESTS = str(pathlib.Path(__file__).resolve().parent)
 
@@ -60,6 +61,7 @@ def _start(script: str, directory: pathlib.Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=directory,
+        preexec_fn=sigint_as_in_a_terminal,
     )
 
 

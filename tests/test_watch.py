@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import DaskProcesses, free_port, tls_files
+from conftest import DaskProcesses, free_port, sigint_as_in_a_terminal, tls_files
 from distributed.security import Security
 
 from executors.__main__ import main
@@ -29,6 +29,7 @@ class Watch:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=sigint_as_in_a_terminal,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []

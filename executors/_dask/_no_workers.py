@@ -59,7 +59,9 @@ class NoWorkers:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(CHECK_EVERY)
-            waiting = self._table.waiting()
+            # How many, not which: nothing here may hold a Future across the await
+            # below (a Future the caller dropped must be freed at once).
+            waiting = len(self._table.waiting())
             # While tasks wait; and after a warning until a worker came, whether the
             # tasks still wait or not (it is said once more then).
             if not waiting and not self._warnings:
@@ -71,7 +73,7 @@ class NoWorkers:
             if workers:
                 self._ended(workers)
             elif waiting:
-                self._none(len(waiting))
+                self._none(waiting)
 
     async def _count_workers(self) -> int | None:
         client = self._session.client
