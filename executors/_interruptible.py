@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
+from collections.abc import Iterator
 from typing import TypeVar
 
 __all__ = ["WAKE_SECONDS", "join", "result", "shut_down", "wait"]
@@ -26,31 +27,34 @@ def _on_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _slices(timeout: float | None) -> Iterator[float]:
+    """The lengths of the waits that make up one of ``timeout`` seconds (None: for
+    ever), each at most ``WAKE_SECONDS``; at least one."""
+    until = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = WAKE_SECONDS if until is None else min(WAKE_SECONDS, until - time.monotonic())
+        yield max(left, 0.0)
+        if until is not None and time.monotonic() >= until:
+            return
+
+
 def wait(event: threading.Event, timeout: float | None = None) -> bool:
     """``event.wait(timeout)``."""
     if not _on_main_thread():
         return event.wait(timeout)
-    until = None if timeout is None else time.monotonic() + timeout
-    while True:
-        left = WAKE_SECONDS if until is None else min(WAKE_SECONDS, until - time.monotonic())
-        if event.wait(max(left, 0.0)):
-            return True
-        if until is not None and time.monotonic() >= until:
-            return False
+    return any(event.wait(part) for part in _slices(timeout))
 
 
 def result(future: concurrent.futures.Future[T], timeout: float | None = None) -> T:
     """``future.result(timeout)``."""
     if not _on_main_thread():
         return future.result(timeout)
-    until = None if timeout is None else time.monotonic() + timeout
-    while True:
-        left = WAKE_SECONDS if until is None else min(WAKE_SECONDS, until - time.monotonic())
+    for part in _slices(timeout):
         try:
-            return future.result(max(left, 0.0))
-        except concurrent.futures.TimeoutError:
-            if until is not None and time.monotonic() >= until:
-                raise
+            return future.result(part)
+        except concurrent.futures.TimeoutError as exc:
+            last = exc
+    raise last
 
 
 def join(thread: threading.Thread, timeout: float | None = None) -> None:
@@ -58,12 +62,10 @@ def join(thread: threading.Thread, timeout: float | None = None) -> None:
     if not _on_main_thread():
         thread.join(timeout)
         return
-    until = None if timeout is None else time.monotonic() + timeout
-    while thread.is_alive():
-        left = WAKE_SECONDS if until is None else min(WAKE_SECONDS, until - time.monotonic())
-        if left <= 0:
+    for part in _slices(timeout):
+        if not thread.is_alive():
             return
-        thread.join(left)
+        thread.join(part)
 
 
 def shut_down(pool: concurrent.futures.Executor, cancel_futures: bool = False) -> None:
