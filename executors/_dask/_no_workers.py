@@ -45,6 +45,7 @@ class NoWorkers:
         self._since: float | None = None  # when the cluster was first seen with no worker
         self._warnings = 0  # said since then
         self._next_warning = WARN_AFTER  # seconds after `_since`
+        self._failed_to_ask = False  # an unexpected error was said (once is enough)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
@@ -80,10 +81,17 @@ class NoWorkers:
         if client is None or client.status != "running" or client.scheduler is None:
             return None
         try:
-            identity = await asyncio.wait_for(client.scheduler.identity(n_workers=0), ASK_TIMEOUT)
-        except Exception:  # the scheduler is going away: the recovery takes over
+            # `ncores` is in every distributed we support (`identity(n_workers=...)` is
+            # not in 2024.8): one entry a worker, no more.
+            ncores = await asyncio.wait_for(client.scheduler.ncores(), ASK_TIMEOUT)
+        except (OSError, asyncio.TimeoutError):  # going away: the recovery takes over
             return None
-        return int(identity.get("n_workers", 0))
+        except Exception:  # a closed pool or RPC while closing; or a bug: said, once
+            if not self._failed_to_ask:
+                self._failed_to_ask = True
+                self._log.warning("no_workers_watch_failed", exc_info=True)
+            return None
+        return len(ncores)
 
     def _none(self, tasks: int) -> None:
         now = time.monotonic()
