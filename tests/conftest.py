@@ -307,6 +307,25 @@ def _fds() -> dict[int, str]:
     return found
 
 
+# xdist hands out whole files (`--dist loadfile`) in collection order: the longest first,
+# so that a long file never starts last while the other worker has nothing left to do.
+LONGEST_FILES_FIRST = [
+    "test_mapping.py",
+    "test_reconnect.py",
+    "test_conformance.py",
+    "test_examples.py",
+    "test_base.py",
+    "test_bench.py",
+    "test_future.py",
+    "test_dask.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a thread, a child process or a file descriptor behind.

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.one_python  # Dask's behaviour and our scripts', not the interpreter's
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 

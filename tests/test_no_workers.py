@@ -16,6 +16,8 @@ from conftest import DaskProcesses, wait_for_workers, wait_until
 from executors import DaskExecutor, NoWorkersError
 from executors._dask import _no_workers
 
+pytestmark = pytest.mark.one_python  # Dask's behaviour and our scripts', not the interpreter's
+
 
 @pytest.fixture
 def warn_soon(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,8 @@ from distributed.security import Security
 
 from executors import ConnectError, DaskExecutor, signals
 
+pytestmark = pytest.mark.one_python  # Dask's behaviour and our scripts', not the interpreter's
+
 
 class Signals:
     """The reconnect signals of one executor, and task_finished per key."""

@@ -19,6 +19,8 @@ from distributed.security import Security
 
 from executors.__main__ import main
 
+pytestmark = pytest.mark.one_python  # Dask's behaviour and our scripts', not the interpreter's
+
 
 class Watch:
     """``python -m executors watch ...`` in its own process; its lines as they come."""

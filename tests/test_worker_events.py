@@ -18,6 +18,8 @@ from conftest import TEMPORARY_CLUSTER, DaskProcesses, wait_until
 
 from executors import DaskExecutor, WorkerInfo, signals
 
+pytestmark = pytest.mark.one_python  # Dask's behaviour and our scripts', not the interpreter's
+
 
 class Events:
     """Every lifecycle and worker signal of one executor, in the order delivered."""
