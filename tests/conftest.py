@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing.resource_tracker
 import os
@@ -412,16 +413,38 @@ SLOW_CPU_SECONDS = 0.2
 STALL_SECONDS = 5.0
 
 
+class _GarbageCollection(threading.local):
+    """CPU seconds each thread has spent collecting garbage: a full collection in a test
+    process that has run a thousand tests takes a few tenths of a second, in whichever
+    callback happened to allocate, and is not that callback's work."""
+
+    started = 0.0
+    total = 0.0
+
+
+_collecting = _GarbageCollection()
+
+
+def _count_collection(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _collecting.started = time.thread_time()
+    else:
+        _collecting.total += time.thread_time() - _collecting.started
+
+
+gc.callbacks.append(_count_collection)
+
+
 def _guarded_run(run: Callable[[asyncio.Handle], None]) -> Callable[[asyncio.Handle], None]:
     def timed(handle: asyncio.Handle) -> None:
         thread = threading.current_thread().name
         if not thread.startswith("executors-loop"):
             return run(handle)
-        cpu, clock = time.thread_time(), time.monotonic()
+        cpu, clock, collecting = time.thread_time(), time.monotonic(), _collecting.total
         try:
             return run(handle)
         finally:
-            cpu = time.thread_time() - cpu
+            cpu = time.thread_time() - cpu - (_collecting.total - collecting)
             clock = time.monotonic() - clock
             if cpu >= SLOW_CPU_SECONDS or clock >= STALL_SECONDS:
                 # The handle's repr says where it was made (asyncio's debug mode).
