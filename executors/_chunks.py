@@ -4,9 +4,10 @@ a chunk, and what it comes back as (SPEC §3)."""
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Any
 
 from ._calling import run_to_end
@@ -45,19 +46,33 @@ class Chunk:
         return (_rebuild_chunk, (self.values, self.error, traceback_, self.run_time))
 
 
-def run_chunk(fn: Callable[..., Any], items: list[Any], spread: bool) -> Chunk:
+def run_chunk(
+    fn: Callable[..., Any], items: list[Any], spread: bool, budget: float | None = None
+) -> Chunk:
     """One task of a chunked map: ``fn`` over each item, in order, up to the first item
     that raises (map raises at that item and ends: the rest are not needed). With
     ``spread``, each item is a tuple of arguments (a map over several iterables); else
-    the one argument."""
-    values = []
-    started = time.perf_counter()
+    the one argument.
+
+    With a ``budget`` (seconds; auto chunks), the chunk ends early once it has run that
+    long, looking after each item (at least one runs): its map submits the items it did
+    not reach again. So a size learned from fast first items cannot make a chunk that
+    runs slow ones for minutes on one worker."""
+    values: list[Any] = []
+    clock = time.perf_counter
+    started = clock()
+    deadline = math.inf if budget is None else started + budget
     for item in items:
         try:
-            values.append(run_to_end(fn(*item) if spread else fn(item)))
+            value = fn(*item) if spread else fn(item)
+            if type(value) is CoroutineType:  # an async def function: run it to its end
+                value = run_to_end(value)
         except Exception as exc:
-            return Chunk(values, exc, time.perf_counter() - started)
-    return Chunk(values, None, time.perf_counter() - started)
+            return Chunk(values, exc, clock() - started)
+        values.append(value)
+        if clock() > deadline:
+            break
+    return Chunk(values, None, clock() - started)
 
 
 class Source:

@@ -8,6 +8,9 @@
   as the backend has slots. Each chunk that ends submits the next from its done
   callback (the dispatcher thread), so a map nobody iterates still runs to its end; a
   run that stops normally submits what such a map has left first (``Run.stop``).
+- An auto chunk that ran past its budget ends early; the items it did not reach go again
+  as a chunk of their own, queued right after it (so the results stay in order), by
+  whoever learns first that it ended: its done callback or the iterator.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from .exceptions import CancelledError
 if TYPE_CHECKING:
     from ._run import Run
 
-__all__ = ["Feeder", "start"]
+__all__ = ["Feeder"]
 
 
 class Feeder:
@@ -61,12 +64,18 @@ class Feeder:
         self.error: BaseException | None = None  # raised once every chunk before it is
         self.stopped = False  # closed, or failed to submit: nothing more is submitted
         self.in_flight = 0  # auto chunks whose done callback has not run yet
-        self._timing: dict[str, tuple[int, float]] = {}  # by key: items, submitted at
+        # Auto chunks not yet learned from, by key: first index, items, submitted at.
+        self._timing: dict[str, tuple[int, list[Any], float]] = {}
+        # The rest of a chunk that ended early could not be sent: raised after its values.
+        self._holes: dict[str, BaseException] = {}
+        self._first_ended = False  # the map's first chunk has been learned from
         self._feeding = threading.Lock()  # one feed at a time (chunks go in order)
         self.changed = threading.Condition()  # a chunk ended, or the feeding stopped
         # Without a buffer, auto chunks are submitted as chunks end: the run finishes
         # them when it stops, even if nobody iterates this map.
         self._on_ends = self.sizer is not None and buffersize is None
+        if self.sizer is not None:
+            run.maps.add(self)
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -85,7 +94,7 @@ class Feeder:
                     if not self._submit_next(size, submitted):
                         break
             finally:
-                start(submitted)
+                _start(submitted)
                 self._settle_feeding()
 
     def read_all(self) -> None:
@@ -105,8 +114,15 @@ class Feeder:
                     slots = self.run.backend.slots()
                     self._submit_all(self.sizer.size(slots, self.source.remaining)[0], submitted)
             finally:
-                start(submitted)
+                _start(submitted)
                 self._settle_feeding()
+
+    def drain(self) -> None:
+        """Wait until no chunk of this map is out: each that ends early sends its rest
+        from its done callback, and the run waits for that before it stops taking work."""
+        with self.changed:
+            while self.in_flight and not self.stopped and not self.run.cancelled.is_set():
+                self.changed.wait(WAKE_SECONDS)
 
     def _submit_all(self, size: int, submitted: list[Future[Any]]) -> None:
         while self._submit_next(size, submitted):
@@ -137,10 +153,13 @@ class Feeder:
         size, tail = self.sizer.size(slots, self.source.remaining)
         # Two a slot: one running, one queued behind it. A chunk runs twenty times the
         # overhead of a task (or is a single item that runs longer), so one queued is
-        # enough to keep the slot busy while the next is sent. A buffer takes more once
-        # the chunks have grown: filled with chunks sized before anything was measured,
-        # it would grow them a buffer's length late.
-        limited = self._on_ends or self.sizer.growing
+        # enough to keep the slot busy while the next is sent. A buffer takes more once a
+        # chunk has ended: filled with probes before anything was measured, it would
+        # reach the learned size a buffer's length late.
+        limited = self._on_ends or not self.sizer.measured
+        # The tail goes at once, but only once the first chunk has ended: a flood of
+        # pieces sent before would hold up its result, the one the caller waits for.
+        tail = tail and self._first_ended
         if limited and not tail and self.in_flight >= 2 * slots:
             return 0, False
         return size, tail
@@ -149,26 +168,48 @@ class Feeder:
         """Submit one chunk and queue its Future; None when it could not be submitted
         (then the map ends there with the reason as its error)."""
         try:
-            self.run.check_taking_work()
-            if self.fixed == 1:  # one task an item, named as a plain submit names it
-                context = {**self.context, "map_index": start}
-                args = items[0] if self.source.spread else (items[0],)
-                future = self.run.submit(self.fn, args, {}, context)
-            else:
-                future = self.run.submit(
-                    run_chunk,
-                    (self.fn, items, self.source.spread),
-                    {},
-                    self._chunk_context(start, items),
-                )
+            future = self._send(start, items)
         except Exception as exc:
             self.stopped = True
             self.error = self._why_not(exc, start, len(items))
             return None
         self.pending.append(future)
-        if self.sizer is not None:
-            self._measure(future, len(items))
+        if self.sizer is not None and self._measure(future, start, items):
+            self._record(future)
         return future
+
+    def _send(self, start: int, items: list[Any]) -> Future[Any]:
+        """Submit one chunk (raises what submit raises)."""
+        self.run.check_taking_work()
+        if self.fixed == 1:  # one task an item, named as a plain submit names it
+            context = {**self.context, "map_index": start}
+            args = items[0] if self.source.spread else (items[0],)
+            return self.run.submit(self.fn, args, {}, context)
+        chunk_args: tuple[Any, ...] = (self.fn, items, self.source.spread)
+        if self.sizer is not None:
+            chunk_args += self.sizer.budget()
+            self.sizer.submitted(len(items))
+        return self.run.submit(run_chunk, chunk_args, {}, self._chunk_context(start, items))
+
+    def _send_rest(self, chunk: Future[Any], start: int, items: list[Any]) -> Future[Any] | None:
+        """``chunk`` ended early: send the items it did not reach, queued right after it
+        (first, if the iterator holds it already). The rest's Future if it has ended
+        already (it ran inside submit), to be learned from in turn."""
+        if self.stopped:
+            return None  # closed: the rest is not wanted
+        try:
+            rest = self._send(start, items)
+        except Exception as exc:
+            self._holes[chunk._key] = self._why_not(exc, start, len(items))
+            return None
+        try:
+            self.pending.insert(self.pending.index(chunk) + 1, rest)
+        except ValueError:  # taken by the iterator, which reads on from the left
+            self.pending.appendleft(rest)
+        if self._measure(rest, start, items):
+            return rest
+        _start([rest])
+        return None
 
     def _chunk_context(self, start: int, items: list[Any]) -> dict[str, Any]:
         if len(items) > 1:
@@ -186,38 +227,64 @@ class Feeder:
             return CancelledError(key, self.run.reason)
         return error
 
-    def _measure(self, future: Future[Any], items: int) -> None:
-        self._timing[future._key] = (items, time.perf_counter())
-        if future._status is not PENDING:  # ran inside submit (LocalExecutor)
-            self._record(future)
-            return
+    def _measure(self, future: Future[Any], start: int, items: list[Any]) -> bool:
+        """Time a chunk until it ends; True when it has already (it ran inside submit,
+        on LocalExecutor): then the caller learns from it."""
+        self._timing[future._key] = (start, items, time.perf_counter())
+        if future._status is not PENDING:
+            return True
         self.in_flight += 1
         future.add_done_callback(self._ended)
+        return False
 
-    def _record(self, future: Future[Any]) -> None:
-        """Learn from an ended chunk, once (its done callback, or the iterator that took
-        it first: a buffered map sizes its next chunk then)."""
-        timing = self._timing.pop(future._key, None)
+    def _record(self, future: Future[Any] | None) -> None:
+        """Learn from an ended chunk, and send what it did not reach; once (its done
+        callback, or the iterator that took it first: a buffered map sizes its next
+        chunk then). A loop, not a recursion, over rests that end inside submit."""
+        while future is not None:
+            future = self._learn(future)
+
+    def _learn(self, future: Future[Any]) -> Future[Any] | None:
+        # Its timing goes last, once the rest is queued: `taken` relies on that.
+        timing = self._timing.get(future._key)
         chunk = future._value
-        if timing is not None and future._status is FINISHED and isinstance(chunk, Chunk):
-            assert self.sizer is not None
-            items, submitted_at = timing
-            self.sizer.record(
-                items, chunk.run_time, time.perf_counter() - submitted_at, submitted_at
-            )
+        if timing is None:
+            return None
+        if future._status is not FINISHED or not isinstance(chunk, Chunk):
+            del self._timing[future._key]
+            return None
+        assert self.sizer is not None
+        start, items, submitted_at = timing
+        self._first_ended = self._first_ended or start == 0
+        ran = len(chunk.values)
+        self.sizer.record(
+            ran + (chunk.error is not None),
+            chunk.run_time,
+            time.perf_counter() - submitted_at,
+            submitted_at,
+        )
+        rest = None
+        if chunk.error is None and ran < len(items):
+            rest = self._send_rest(future, start + ran, items[ran:])
+        del self._timing[future._key]
+        return rest
 
-    def taken(self, future: Future[Any]) -> None:
-        """The iterator has the result of ``future``: learn from it now."""
-        if self.sizer is not None:
+    def taken(self, future: Future[Any]) -> BaseException | None:
+        """The iterator has the result of ``future``: learn from it now. What to raise
+        after its values, if the rest of it could not be sent."""
+        if self.sizer is None:
+            return None
+        if future._key in self._timing:  # not learned from yet (else no wait for a feed)
             with self._feeding:
                 self._record(future)
+        return self._holes.pop(future._key, None)
 
     def _ended(self, future: Future[Any]) -> None:
         """A chunk's done callback, on the dispatcher thread: learn from it, and submit
         the next chunks when this map does so as chunks end."""
         with self._feeding:
+            self._record(future)  # before the count drops: a stop drains on it
             self.in_flight -= 1
-            self._record(future)
         if self._on_ends:
             self.feed()
         else:
@@ -267,7 +334,7 @@ class Feeder:
                 self.changed.wait(WAKE_SECONDS if left is None else min(left, WAKE_SECONDS))
 
 
-def start(futures: Sequence[Future[Any]]) -> None:
+def _start(futures: Sequence[Future[Any]]) -> None:
     """Get ``futures`` going now, as concurrent.futures' map does at the call (a
     LocalDaskExecutor would otherwise hold them until someone waits)."""
     if futures:

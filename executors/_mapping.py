@@ -122,7 +122,7 @@ def _results(
                 continue
             head = pending.popleft()
             chunk: Chunk = head.result()
-            feeder.taken(head)
+            hole = feeder.taken(head)  # the rest of a chunk that ended early is queued
             del head
             values, error = chunk.values, chunk.error
             del chunk
@@ -133,6 +133,8 @@ def _results(
                     bar.update(1)
             if error is not None:
                 raise error
+            if hole is not None:
+                raise hole
     finally:
         _cancel(feeder)
         if bar is not None:

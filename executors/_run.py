@@ -128,6 +128,10 @@ class Run:
         # Auto-chunked maps that submit more as their chunks end (``_mapping.Feeder``):
         # a stop that finishes the work submits what they have left first.
         self.feeders: set[Any] = set()
+        # Every auto-chunked map of the run, while anything holds it (a chunk out holds
+        # it): a stop waits until none has a chunk out, so that what a chunk that ended
+        # early leaves is sent while the run still takes work.
+        self.maps: weakref.WeakSet[Any] = weakref.WeakSet()
         self._dashboard_link: str | None = None
         # Futures by the keys given in extra_context (guarded by `lock`): two live tasks
         # must never share a key (on Dask they would share one task). Weak: a Future the
@@ -296,10 +300,12 @@ class Run:
 
         When another thread is stopping it already, wait until that is done (not on
         the dispatcher thread: the stop waits for the dispatcher)."""
+        interrupted: BaseException | None = None
         if exc is None and not self.cancelled.is_set():
-            # Before `closing`, while the run still takes work: the maps' last chunks.
-            for feeder in list(self.feeders):
-                feeder.submit_rest()
+            try:
+                self._finish_maps()
+            except KeyboardInterrupt as error:  # leave as by Ctrl-C: cancel, then raise
+                interrupted = exc = error
         with self.lock:
             stopping_elsewhere = self.closing
             self.closing = True
@@ -336,6 +342,18 @@ class Run:
                 with _open_runs_lock:
                     _open_runs.discard(self)
                 self.ended.set()
+        if interrupted is not None:
+            raise interrupted
+
+    def _finish_maps(self) -> None:
+        """Before `closing`, while the run still takes work: submit what the maps have
+        left, and wait until none has a chunk out (not on the dispatcher thread, which
+        runs the chunks' callbacks)."""
+        for feeder in list(self.feeders):
+            feeder.submit_rest()
+        if threading.current_thread() is not self.dispatcher.thread:
+            for feeder in list(self.maps):
+                feeder.drain()
 
 
 def _stop_abandoned(run: Run) -> None:

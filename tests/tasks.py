@@ -342,3 +342,10 @@ def kill_self(signum: int) -> None:
     """End this process by a signal, as an OOM kill does."""
     os.kill(os.getpid(), signum)
     time.sleep(10)
+
+
+def record_slower_from(x: int, start: int, slow: float, path: str) -> int:
+    """Append ``x`` to ``path`` (a record that it ran), then as :func:`slower_from` with
+    no wait before ``start``."""
+    append_line(path, x)
+    return slower_from(x, start, 0.0, slow)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from executors._chunk_sizes import (
+    BUDGET_FACTOR,
     BUFFERED_ITEMS,
-    EVIDENCE,
-    GROWTH,
     MAX_TARGET,
     MIN_TARGET,
     OVERHEAD_FACTOR,
+    PROBE_GROWTH,
+    PROBE_MAX,
     ChunkSizer,
 )
 
@@ -26,24 +29,30 @@ def _sizer(
     return sizer
 
 
-class TestGrowth:
+class TestProbes:
     def test_the_first_chunk_is_one_item(self) -> None:
         assert ChunkSizer().size(2, 1_000_000) == (1, False)
         assert ChunkSizer(8).size(2, None) == (1, False)
 
-    def test_fast_first_items_cannot_make_a_runaway_chunk(self) -> None:
-        # One no-op measured: the next chunk is bounded by the evidence, not by time.
-        sizer = _sizer(1, 1e-7, OVERHEAD)
-        assert sizer.size(2, None)[0] == min(GROWTH, EVIDENCE)
-        for _ in range(3):
-            sizer.record(1, 1e-7, OVERHEAD)
-        assert sizer.size(2, None)[0] == min(GROWTH * 1, EVIDENCE * 4)
-
-    def test_chunks_grow_at_most_growth_times_the_largest_ended(self) -> None:
+    def test_before_any_chunk_ended_each_probe_grows_from_the_largest_sent(self) -> None:
         sizer = ChunkSizer()
-        for _ in range(1000):
-            sizer.record(2, 2e-7, OVERHEAD)  # much evidence, but only of chunks of 2
-        assert sizer.size(2, None)[0] == 2 * GROWTH
+        sizes = []
+        for _ in range(6):
+            size = sizer.size(2, None)[0]
+            sizes.append(size)
+            sizer.submitted(size)
+        assert sizes == [min(PROBE_GROWTH**n, PROBE_MAX) for n in range(6)]
+
+    def test_a_probe_runs_on_the_smallest_budget(self) -> None:
+        assert ChunkSizer().budget() == (BUDGET_FACTOR * MIN_TARGET,)
+
+    def test_once_a_chunk_ended_the_size_is_the_learned_one_at_once(self) -> None:
+        # One no-op measured: no creeping up; the budget makes a wrong guess harmless.
+        sizer = _sizer(1, 1e-6, OVERHEAD)
+        target = sizer.target
+        assert target == pytest.approx(OVERHEAD_FACTOR * OVERHEAD, rel=1e-3)
+        assert sizer.size(2, None) == (int(target / 1e-6), False)
+        assert sizer.budget() == (BUDGET_FACTOR * target,)
 
     def test_a_chunk_aims_at_ten_times_the_overhead(self) -> None:
         sizer = ChunkSizer()
@@ -115,12 +124,6 @@ class TestTail:
         left = 2 * int(sizer.target / 1e-4)
         assert sizer.size(2, left) == (math.ceil(left / 8), True)
         assert sizer.size(4, 5) == (1, True)
-
-    def test_fast_first_items_cannot_make_the_tail_at_once(self) -> None:
-        sizer = _sizer(1, 1e-7, OVERHEAD)  # one no-op measured: the rest looks like no work
-        size, everything = sizer.size(2, 100_000)
-        assert not everything
-        assert size <= EVIDENCE
 
     def test_far_from_the_end_there_is_no_tail(self) -> None:
         sizer = _sizer(1, 1e-4, OVERHEAD)

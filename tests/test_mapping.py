@@ -3,6 +3,7 @@ errors at their place, timeouts and cancels (SPEC §3)."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import pathlib
 import re
@@ -16,7 +17,16 @@ import tasks
 from conftest import Kind, Recorder, ctrl_c_once_written, wait_until
 from dask.utils import key_split
 
-from executors import CancelledError, Executor, LocalDaskExecutor, signals
+from executors import (
+    CancelledError,
+    Executor,
+    LocalDaskExecutor,
+    LocalExecutor,
+    _chunk_sizes,
+    signals,
+)
+from executors._chunk_sizes import BUDGET_FACTOR, MAX_TARGET
+from executors._chunks import run_chunk
 
 
 class _Counted:
@@ -198,23 +208,38 @@ def _kind(request: pytest.FixtureRequest) -> Kind:
 CHUNK = re.compile(r"^t(?:-\[(?P<start>\d+):(?P<stop>\d+)\]|\[(?P<index>\d+)\])-[0-9a-f]{32}$")
 
 
-def _chunks(finished: Recorder, items: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each chunk of a map named ``t``, in order, once the
-    ``task_finished`` of every item has come (the dispatcher sends them)."""
+def _chunks(finished: Recorder, items: int, ex: Executor) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the items each chunk of a map named ``t`` ran, in order, once
+    the ``task_finished`` of every item has come (the dispatcher sends them).
+
+    A chunk that ended early is followed by the rest of its items, named with the same
+    stop: ``[a:b]`` then ``[c:b]`` means the first ran ``[a:c]``."""
 
     def spans() -> list[tuple[int, int]]:
-        found = []
+        starts: dict[int, list[int]] = collections.defaultdict(list)
         for call in list(finished.calls):
             match = CHUNK.match(call["key"])
             if match is None:
                 continue
             if match["index"] is not None:
-                found.append((int(match["index"]), int(match["index"]) + 1))
+                start, stop = int(match["index"]), int(match["index"]) + 1
             else:
-                found.append((int(match["start"]), int(match["stop"])))
+                start, stop = int(match["start"]), int(match["stop"])
+            starts[stop].append(start)
+        found = []
+        for stop, firsts in starts.items():
+            firsts.sort()
+            found += zip(firsts, [*firsts[1:], stop], strict=True)
         return sorted(found)
 
     assert wait_until(lambda: sum(stop - start for start, stop in spans()) >= items, 30)
+    # The rest of a chunk may still be on its way to the receiver: once the dispatcher
+    # has delivered what it holds now, it has come.
+    run = ex._run
+    assert run is not None
+    delivered = threading.Event()
+    run.dispatcher.call(delivered.set)
+    assert delivered.wait(30)
     return spans()
 
 
@@ -244,19 +269,15 @@ class TestAutoChunks:
                 extra_context=NAMED,
             )
             assert list(results) == list(range(fast + slow))
-            spans = _chunks(finished, fast + slow)
-        sizes = [stop - start for start, stop in spans]
-        first_slow = next(n for n, (_, stop) in enumerate(spans) if stop > fast)
-        before = sizes[:first_slow]
-        # Submitted once the first slow chunk had ended (the buffer held one more).
-        after = sizes[first_slow + 2 :]
-        assert max(before) > 1  # the fast items ran in chunks
-        assert after, spans
-        # No chunk aims past the largest target (0.5 s): 100 slow items. Grown on as the
-        # fast items allowed, they would have reached hundreds. (A chunk measured half
-        # fast, half slow makes the next one up to twice as long; the one after follows.)
-        assert max(after) <= 2 * 0.5 / 0.005
-        assert min(after[:-1] or after) <= 0.5 / 0.005
+            spans = _chunks(finished, fast + slow, shared_ex)
+        fast_runs = [min(stop, fast) - start for start, stop in spans if start < fast]
+        assert max(fast_runs) > 1  # the fast items ran in chunks
+        # Sized by the fast items, a chunk would hold hundreds of slow ones (seconds on one
+        # worker); each ends once it has run its budget, at most twice the largest target
+        # (0.5 s): 200 slow items, and the one running when it passed.
+        slow_runs = [stop - max(start, fast) for start, stop in spans if stop > fast]
+        assert max(slow_runs) <= BUDGET_FACTOR * MAX_TARGET / 0.005 + 1, spans
+        assert len(slow_runs) >= 3, spans  # the 3 s of slow items went in pieces
 
     def test_chunks_grow_when_the_work_speeds_up(self, shared_ex: Executor) -> None:
         slow, fast = 20, 3000
@@ -272,10 +293,10 @@ class TestAutoChunks:
             )
             # (slower_from sleeps `fast` before `start`: here the first items are slow.)
             assert list(results) == list(range(slow + fast))
-            spans = _chunks(finished, slow + fast)
-        slow_sizes = [stop - start for start, stop in spans if start < slow]
+            spans = _chunks(finished, slow + fast, shared_ex)
+        slow_items = [min(stop, slow) - start for start, stop in spans if start < slow]
         fast_sizes = [stop - start for start, stop in spans if start >= slow]
-        assert max(slow_sizes) <= 0.5 / 0.02
+        assert max(slow_items) <= 0.5 / 0.02  # no chunk ran more than 0.5 s of slow items
         assert max(fast_sizes) >= 64
 
     def test_an_item_of_a_third_of_a_second_is_never_chunked(self, shared_ex: Executor) -> None:
@@ -283,7 +304,7 @@ class TestAutoChunks:
         with signals.task_finished.connected_to(finished, sender=shared_ex):
             results = shared_ex.map(tasks.sleep_then, [0.3] * 8, range(8), extra_context=NAMED)
             assert list(results) == list(range(8))
-            spans = _chunks(finished, 8)
+            spans = _chunks(finished, 8, shared_ex)
         assert spans == [(n, n + 1) for n in range(8)]
 
     def test_the_tail_of_a_known_length_is_spread_over_every_slot(
@@ -295,7 +316,7 @@ class TestAutoChunks:
             assert list(shared_ex.map(tasks.inc, range(items), extra_context=NAMED)) == list(
                 range(1, items + 1)
             )
-            spans = _chunks(finished, items)
+            spans = _chunks(finished, items, shared_ex)
         # Fast items: any chunk size would do, but none takes what two a slot would
         # share, so the last ones spread over every slot.
         assert max(stop - start for start, stop in spans) <= -(-items // (2 * _slots(shared_ex)))
@@ -313,7 +334,7 @@ class TestAutoChunks:
                 assert next(results) == consumed
                 ahead.append(source.pulled - consumed)
             results.close()
-            spans = _chunks(finished, source.pulled)
+            spans = _chunks(finished, source.pulled, shared_ex)
         largest = max(stop - start for start, stop in spans)
         assert largest > 1  # auto chunks grew
         # What was read and not yielded: the rest of the chunk being yielded, and at
@@ -341,6 +362,98 @@ class TestAutoChunks:
 def _input_failing_at(n: int) -> Iterator[int]:
     yield from range(n)
     raise KeyError(f"input item {n}")
+
+
+def _cut(spans_by_key: list[tuple[int, int]]) -> bool:
+    """Whether some chunk ended early: its rest is named with the same stop."""
+    stops = [stop for _, stop in spans_by_key]
+    return len(stops) != len(set(stops))
+
+
+def _key_spans(finished: Recorder) -> list[tuple[int, int]]:
+    found = []
+    for call in list(finished.calls):
+        match = CHUNK.match(call["key"])
+        if match is not None and match["index"] is None:
+            found.append((int(match["start"]), int(match["stop"])))
+        elif match is not None:
+            found.append((int(match["index"]), int(match["index"]) + 1))
+    return found
+
+
+class TestBudgets:
+    """An auto chunk ends once it has run its budget, and the rest of its items go
+    again, right after it (``_chunks.run_chunk``, ``_feeder.Feeder._send_rest``)."""
+
+    def test_a_chunk_that_ends_early_loses_no_item_and_runs_none_twice(
+        self, shared_ex: Executor, tmp_path: pathlib.Path
+    ) -> None:
+        # Fast first items size the chunks; the slow ones after them make them end early.
+        record = str(tmp_path / "ran")
+        fast, slow = 200, 150
+        finished = Recorder("task_finished")
+        with signals.task_finished.connected_to(finished, sender=shared_ex):
+            results = shared_ex.map(
+                tasks.record_slower_from,
+                range(fast + slow),
+                itertools.repeat(fast),
+                itertools.repeat(0.004),
+                itertools.repeat(record),
+                extra_context=NAMED,
+            )
+            assert list(results) == list(range(fast + slow))
+            _chunks(finished, fast + slow, shared_ex)
+            keys = _key_spans(finished)
+        ran = [int(line) for line in pathlib.Path(record).read_text().split()]
+        assert sorted(ran) == list(range(fast + slow))  # each item once
+        assert _cut(keys), keys
+
+    def test_a_map_never_iterated_runs_the_rest_of_its_chunks_when_the_run_stops(
+        self, kind: Kind, tmp_path: pathlib.Path
+    ) -> None:
+        record = str(tmp_path / "ran")
+        finished = Recorder("task_finished")
+        ex = kind()
+        # Connected for the stop too: that is when the rests go.
+        with signals.task_finished.connected_to(finished, sender=ex), ex:
+            ex.map(
+                tasks.record_slower_from,
+                range(120),
+                itertools.repeat(20),
+                itertools.repeat(0.005),
+                itertools.repeat(record),
+                extra_context=NAMED,
+            )
+        ran = [int(line) for line in pathlib.Path(record).read_text().split()]
+        assert sorted(ran) == list(range(120))
+        assert _cut(_key_spans(finished))
+
+    def test_a_long_chain_of_rests_inside_submit_is_a_loop(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Every chunk ends after one item: a probe of 4,096 items leaves 4,095 rests,
+        # each run inside submit on LocalExecutor (as a recursion, past Python's limit).
+        monkeypatch.setattr(_chunk_sizes, "MIN_TARGET", 1e-9)
+        monkeypatch.setattr(_chunk_sizes, "OVERHEAD_FACTOR", 0.0)
+        with LocalExecutor() as ex:
+            assert list(ex.map(tasks.inc, range(6000))) == list(range(1, 6001))
+
+
+class TestRunChunk:
+    def test_a_budget_ends_the_chunk_after_the_item_that_passed_it(self) -> None:
+        chunk = run_chunk(tasks.sleep_then, [(0.02, n) for n in range(50)], True, 0.05)
+        assert chunk.error is None
+        assert chunk.values == list(range(len(chunk.values)))
+        assert 3 <= len(chunk.values) < 10  # 0.05 s of 0.02 s items, and the one after
+        assert chunk.run_time >= 0.05
+
+    def test_one_item_runs_whatever_the_budget(self) -> None:
+        assert run_chunk(tasks.inc, [1, 2], False, 0.0).values == [2]
+
+    def test_without_a_budget_every_item_runs(self) -> None:
+        assert run_chunk(tasks.sleep_then, [(0.001, n) for n in range(30)], True).values == list(
+            range(30)
+        )
 
 
 class TestInputErrors:
