@@ -123,28 +123,17 @@ def test_every_example_compiles(block: Block) -> None:
         compile(block.code, block.id, "exec")
 
 
-@run_examples
-@pytest.mark.timeout(150)
-@pytest.mark.parametrize(
-    "block",
-    [block for block in BLOCKS if block.kind == "script"],
-    ids=[block.id for block in BLOCKS if block.kind == "script"],
-)
-def test_every_script_example_runs(block: Block, tmp_path: Path) -> None:
-    run_block(block, tmp_path)
+RUNNABLE = [block for block in BLOCKS if block.kind in ("script", "scheduler")]
 
 
 @run_examples
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize(
-    "block",
-    [block for block in BLOCKS if block.kind == "scheduler"],
-    ids=[block.id for block in BLOCKS if block.kind == "scheduler"],
-)
-def test_every_scheduler_example_runs_against_a_scheduler(
-    block: Block, tmp_path: Path, scheduler_address: str
-) -> None:
-    run_block(block, tmp_path, scheduler_address)
+@pytest.mark.parametrize("block", RUNNABLE, ids=[block.id for block in RUNNABLE])
+def test_every_example_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    address = None
+    if block.kind == "scheduler":  # against the test scheduler
+        address = request.getfixturevalue("scheduler_address")
+    run_block(block, tmp_path, address)
 
 
 @pytest.mark.timeout(60)
