@@ -48,6 +48,8 @@ def _on_scheduler(address: str, key: str) -> bool:
 
 
 class TestWhereItRuns:
+    pytestmark = pytest.mark.one_python  # Dask's behaviour, not the interpreter's
+
     def test_cluster_class_as_a_class(self) -> None:
         executor = DaskExecutor(
             cluster_class=clusters.RecordingCluster, cluster_kwargs=TEMPORARY_CLUSTER
@@ -267,6 +269,8 @@ class TestPickling:
 
 
 class TestTheCluster:
+    pytestmark = pytest.mark.one_python  # Dask's behaviour, not the interpreter's
+
     def test_the_tagged_task_runs_on_the_worker_with_the_resource(
         self, dask_processes: DaskProcesses
     ) -> None:
@@ -403,6 +407,8 @@ def _cancel_requests(client: distributed.Client, since: float) -> list[int]:
 
 
 class TestHowItSubmits:
+    pytestmark = pytest.mark.one_python  # Dask's behaviour, not the interpreter's
+
     @pytest.fixture
     def sides(self, scheduler_address: str) -> Iterator[tuple[DaskExecutor, distributed.Client]]:
         """An executor on the scheduler, and a client of its own to look at the scheduler."""

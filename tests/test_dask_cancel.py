@@ -23,6 +23,8 @@ from conftest import (
 
 from executors import CancelledError, DaskExecutor, signals
 
+pytestmark = pytest.mark.one_python  # Dask's behaviour and our scripts', not the interpreter's
+
 ONE_THREAD = {**TEMPORARY_CLUSTER, "n_workers": 1}
 
 

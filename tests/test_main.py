@@ -11,6 +11,8 @@ import pytest
 
 from executors.__main__ import main
 
+pytestmark = pytest.mark.one_python  # Dask's behaviour and our scripts', not the interpreter's
+
 
 @pytest.mark.parametrize("executor", ["local", "local-dask", "dask"])
 def test_demo_runs_and_checks_its_answer(executor: str, capsys: pytest.CaptureFixture[str]) -> None:

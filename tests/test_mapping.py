@@ -490,7 +490,7 @@ class TestCancelWhileIterating:
             pytest.skip("a LocalExecutor map has run inside the call")
         # Executors with worker processes or a cluster cost a second or so to start: fewer
         # rounds, over the same span of moments.
-        rounds = 4 if kind.id in ("distributed-temporary", "dask-processes") else 12
+        rounds = 8 if kind.id in ("dask-threads", "dask-sync") else 4
         for round_ in range(rounds):
             with kind() as ex:
                 results = ex.map(

@@ -21,6 +21,7 @@ from executors import LocalExecutor, as_completed
 from executors._progress import open_progress_bar
 
 pytest.importorskip("tqdm")
+pytestmark = pytest.mark.one_python  # tqdm's drawing and our scripts', not the interpreter's
 
 HEADER = """
 import sys
