@@ -74,6 +74,15 @@ KINDS = [
 ]
 
 
+# tox runs some kinds in some environments only (tox.ini): EXECUTORS_TEST_KINDS names the
+# kinds this run tests, by id, separated by commas; unset, every kind.
+if os.environ.get("EXECUTORS_TEST_KINDS"):
+    _wanted = os.environ["EXECUTORS_TEST_KINDS"].split(",")
+    _unknown = set(_wanted) - {kind.id for kind in KINDS}
+    assert not _unknown, f"EXECUTORS_TEST_KINDS names no kind {sorted(_unknown)}"
+    KINDS = [kind for kind in KINDS if kind.id in _wanted]
+
+
 def _bound(given: Kind, request: pytest.FixtureRequest) -> Kind:
     """``given``, with the address kind bound to the shared scheduler."""
     if given.id != "distributed-address":
