@@ -314,6 +314,8 @@ class Run:
                 self.cancel(describe(exc))
             if threading.current_thread() is not self.dispatcher.thread:
                 interruptible.wait(self.ended)
+            if interrupted is not None:
+                raise interrupted
             return
         if self._abandoned is not None:
             self._abandoned.detach()
