@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import multiprocessing.resource_tracker
@@ -372,9 +373,32 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     )
 
 
-# The executors' loop threads run in asyncio's debug mode in the tests: asyncio then logs
-# every callback that holds the loop too long (STYLE, threading rule 2).
-_loop.DEBUG = True
+# Two checks asyncio's debug mode makes, kept on the executors' loop threads without the
+# mode itself: that mode records a stack for every callback, task and future made, and
+# makes a round trip through a temporary cluster, whose scheduler and workers run on the
+# executor's loop, four to five times slower. The guard below times callbacks, and
+# `_owner_checked` raises, as debug mode does, when another thread schedules a callback
+# on the loop without call_soon_threadsafe (STYLE, threading rule 1).
+def _owner_checked(schedule: Callable[..., asyncio.Handle]) -> Callable[..., asyncio.Handle]:
+    def checked(loop: asyncio.BaseEventLoop, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        owner = loop._thread_id  # type: ignore[attr-defined]
+        if owner is not None and owner != threading.get_ident():
+            names = {thread.ident: thread.name for thread in threading.enumerate()}
+            if names.get(owner, "").startswith("executors-loop"):
+                raise RuntimeError(
+                    f"{schedule.__name__} on the loop of {names[owner]} from "
+                    f"{threading.current_thread().name}: not thread-safe"
+                )
+        return schedule(loop, *args, **kwargs)
+
+    return checked
+
+
+# EXECUTORS_TEST_ASYNCIO_DEBUG=1 runs the loop threads in the mode itself, for what else it
+# says (where each task and future was made), at its cost.
+_loop.DEBUG = os.environ.get("EXECUTORS_TEST_ASYNCIO_DEBUG") == "1"
+asyncio.BaseEventLoop.call_soon = _owner_checked(asyncio.BaseEventLoop.call_soon)  # type: ignore[method-assign]
+asyncio.BaseEventLoop.call_at = _owner_checked(asyncio.BaseEventLoop.call_at)  # type: ignore[method-assign]
 
 
 class _LoopTrouble(logging.Handler):
@@ -444,6 +468,25 @@ def _count_collection(phase: str, info: dict[str, int]) -> None:
 gc.callbacks.append(_count_collection)
 
 
+def _code_run_by(handle: asyncio.Handle) -> tuple[str, str]:
+    """The name and file of the code a handle runs: a task's outermost coroutine (a step
+    of the task), else the callback's own function."""
+    callback = handle._callback  # type: ignore[attr-defined]
+    while isinstance(callback, functools.partial):
+        callback = callback.func
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        callback = owner.get_coro()
+    code = (
+        getattr(callback, "cr_code", None)
+        or getattr(callback, "gi_code", None)
+        or getattr(getattr(callback, "__func__", callback), "__code__", None)
+    )
+    if code is None:
+        return repr(callback), ""
+    return code.co_name, code.co_filename
+
+
 def _guarded_run(run: Callable[[asyncio.Handle], None]) -> Callable[[asyncio.Handle], None]:
     def timed(handle: asyncio.Handle) -> None:
         thread = threading.current_thread().name
@@ -456,14 +499,13 @@ def _guarded_run(run: Callable[[asyncio.Handle], None]) -> Callable[[asyncio.Han
             cpu = time.thread_time() - cpu - (_collecting.total - collecting)
             clock = time.monotonic() - clock
             if cpu >= SLOW_CPU_SECONDS or clock >= STALL_SECONDS:
-                # The handle's repr says where it was made (asyncio's debug mode).
-                text = repr(handle)
-                ours = any(place in text for place in OUR_CODE)
-                # A cluster's own start is distributed's code, not ours: see _session.
-                if ours and "coro=<_start_cluster()" not in text:
+                name, path = _code_run_by(handle)
+                # A cluster's own start is distributed's code, not ours: see _session. A
+                # builtin (no path: time.sleep, say) is counted, whoever scheduled it.
+                if (not path or path.startswith(OUR_CODE)) and name != "_start_cluster":
                     _trouble.found.append(
-                        f"slow callback on {thread}: {text} used {cpu:.3f} s of CPU in "
-                        f"{clock:.3f} s"
+                        f"slow callback on {thread}: {name} ({path}) used {cpu:.3f} s of "
+                        f"CPU in {clock:.3f} s"
                     )
 
     return timed

@@ -1,5 +1,6 @@
 """The loop thread of a DaskExecutor run (``_dask/_loop.py``), and the guard the tests
-keep on it: asyncio's debug mode, and no sign of a misused loop (conftest)."""
+keep on it: no callback of ours holds it, no other thread schedules on it unsafely, and
+no sign of a misused loop (conftest)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ class TestLoopThread:
             loop.call_soon(block)
             assert "deadlock" in str(outcome.result(10))
 
-    def test_the_tests_run_it_in_debug_mode(self) -> None:
+    def test_its_debug_mode_is_asyncios(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(_loop, "DEBUG", True)
         with LoopThread("executors-loop-test") as loop:
             assert loop.loop.get_debug() is True
             assert loop.loop.slow_callback_duration == _loop.SLOW_CALLBACK_SECONDS
@@ -70,6 +72,18 @@ def _compute(seconds: float) -> None:
 
 
 class TestTheGuard:
+    def test_another_thread_that_schedules_without_threadsafe_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(_loop, "DEBUG", False)  # the check is the guard's, not asyncio's
+        with LoopThread("executors-loop-test") as loop:
+            refused = r"call_soon on the loop of executors-loop-test from .*not thread-safe"
+            with pytest.raises(RuntimeError, match=refused):
+                loop.loop.call_soon(print)
+            with pytest.raises(RuntimeError, match=refused.replace("call_soon", "call_at")):
+                loop.loop.call_later(0, print)
+            assert loop.run(_scheduled_on_the_loop()) is True
+
     @pytest.mark.loop_trouble_expected
     def test_a_callback_that_computes_on_the_loop_is_caught(self) -> None:
         with LoopThread("executors-loop-test") as loop:
@@ -77,7 +91,10 @@ class TestTheGuard:
             loop.run(asyncio.sleep(0))
         assert any("slow callback on executors-loop-test" in found for found in _trouble.found)
 
-    def test_a_callback_that_waits_for_the_machine_is_not(self) -> None:
+    def test_a_callback_that_waits_for_the_machine_is_not(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(_loop, "DEBUG", True)  # so that asyncio logs what it saw
         # What a loaded machine does to a callback: it holds the loop by the clock, not
         # by its CPU time (as asyncio's own warning counts it, which the guard ignores).
         seen = _Records()
@@ -120,7 +137,10 @@ class TestTheGuard:
             loop.run(asyncio.sleep(0), timeout=30)
         assert any("slow callback on executors-loop-test" in found for found in _trouble.found)
 
-    def test_a_clusters_own_slow_start_is_not_counted_as_ours(self) -> None:
+    def test_a_clusters_own_slow_start_is_not_counted_as_ours(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(_loop, "DEBUG", True)  # so that asyncio logs what it saw
         seen = _Records()
         logging.getLogger("asyncio").addHandler(seen)
         try:
@@ -162,3 +182,15 @@ class _Records(logging.Handler):
 
 async def _name_of_this_thread() -> str:
     return threading.current_thread().name
+
+
+async def _scheduled_on_the_loop() -> bool:
+    """The same calls, from the loop's own thread, are allowed."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    soon = asyncio.Event()
+    loop.call_soon(soon.set)
+    loop.call_later(0.01, done.set)
+    await soon.wait()
+    await done.wait()
+    return True
