@@ -344,8 +344,10 @@ def kill_self(signum: int) -> None:
     time.sleep(10)
 
 
-def record_slower_from(x: int, start: int, slow: float, path: str) -> int:
-    """Append ``x`` to ``path`` (a record that it ran), then as :func:`slower_from` with
-    no wait before ``start``."""
-    append_line(path, x)
-    return slower_from(x, start, 0.0, slow)
+def record_slow_from(x: int, start: int, slow: float, path: str) -> int:
+    """``x`` at once before ``start``; from it on, append ``x`` to ``path`` (a record
+    that it ran) and sleep ``slow`` seconds first."""
+    if x >= start:
+        append_line(path, x)
+        time.sleep(slow)
+    return x

@@ -381,19 +381,22 @@ def _key_spans(finished: Recorder) -> list[tuple[int, int]]:
     return found
 
 
-# A chunk's target is 20 times the overhead measured, so on a loaded machine its budget
-# grows (up to 2 * MAX_TARGET). The budget tests cap it, so that an item of SLOW seconds
-# passes it on any machine: a chunk sized by the fast items before it ends early.
-CAPPED_TARGET = 0.005
-SLOW = 2.2 * CAPPED_TARGET
+# A chunk's target is 20 times the overhead measured, within [MIN_TARGET, MAX_TARGET]: on
+# a loaded machine it grows. The budget tests fix it, so that one item of SLOW seconds
+# passes the budget (twice the target) on any machine. Their first items take no time,
+# so that the chunks sized by them hold many items: with the slow ones after, at least
+# one such chunk holds two slow items, and ends after the first (its rest goes again).
+FIXED_TARGET = 0.005
+SLOW = 2.2 * FIXED_TARGET
 
 
 @pytest.fixture
-def capped_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_chunk_sizes, "MAX_TARGET", CAPPED_TARGET)
+def fixed_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_chunk_sizes, "MIN_TARGET", FIXED_TARGET)
+    monkeypatch.setattr(_chunk_sizes, "MAX_TARGET", FIXED_TARGET)
 
 
-@pytest.mark.usefixtures("capped_budget")
+@pytest.mark.usefixtures("fixed_target")
 class TestBudgets:
     """An auto chunk ends once it has run its budget, and the rest of its items go
     again, right after it (``_chunks.run_chunk``, ``_feeder.Feeder._send_rest``)."""
@@ -401,13 +404,12 @@ class TestBudgets:
     def test_a_chunk_that_ends_early_loses_no_item_and_runs_none_twice(
         self, shared_ex: Executor, tmp_path: pathlib.Path
     ) -> None:
-        # Fast first items size the chunks; the slow ones after them make them end early.
         record = str(tmp_path / "ran")
         fast, slow = 200, 60
         finished = Recorder("task_finished")
         with signals.task_finished.connected_to(finished, sender=shared_ex):
             results = shared_ex.map(
-                tasks.record_slower_from,
+                tasks.record_slow_from,
                 range(fast + slow),
                 itertools.repeat(fast),
                 itertools.repeat(SLOW),
@@ -417,8 +419,9 @@ class TestBudgets:
             assert list(results) == list(range(fast + slow))
             _chunks(finished, fast + slow, shared_ex)
             keys = _key_spans(finished)
+        # Each slow item ran once (a rest holds only items after a slow one).
         ran = [int(line) for line in pathlib.Path(record).read_text().split()]
-        assert sorted(ran) == list(range(fast + slow))  # each item once
+        assert sorted(ran) == list(range(fast, fast + slow))
         assert _cut(keys), keys
 
     def test_a_map_never_iterated_runs_the_rest_of_its_chunks_when_the_run_stops(
@@ -430,15 +433,15 @@ class TestBudgets:
         # Connected for the stop too: that is when the rests go.
         with signals.task_finished.connected_to(finished, sender=ex), ex:
             ex.map(
-                tasks.record_slower_from,
-                range(80),
-                itertools.repeat(20),
+                tasks.record_slow_from,
+                range(200),
+                itertools.repeat(140),
                 itertools.repeat(SLOW),
                 itertools.repeat(record),
                 extra_context=NAMED,
             )
         ran = [int(line) for line in pathlib.Path(record).read_text().split()]
-        assert sorted(ran) == list(range(80))
+        assert sorted(ran) == list(range(140, 200))
         assert _cut(_key_spans(finished))
 
     def test_a_long_chain_of_rests_inside_submit_is_a_loop(
