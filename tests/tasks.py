@@ -346,7 +346,7 @@ def kill_self(signum: int) -> None:
 
 def record_slow_from(x: int, start: int, slow: float, path: str) -> int:
     """``x`` at once before ``start``; from it on, append ``x`` to ``path`` (a record
-    that it ran) and sleep ``slow`` seconds first."""
+    that it ran), then sleep ``slow`` seconds before returning it."""
     if x >= start:
         append_line(path, x)
         time.sleep(slow)
