@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import itertools
@@ -27,6 +28,7 @@ from conftest import (
 from distributed.security import Security
 
 from executors import ConnectError, DaskExecutor, signals
+from executors._dask._retry import within
 
 pytestmark = pytest.mark.one_python  # Dask's behaviour and our scripts', not the interpreter's
 
@@ -133,6 +135,60 @@ class TestConnecting:
         assert attempts == list(range(1, error.attempts))  # a wait after each but the last
         delays = [call["delay"] for call in recorded.retrying.calls]
         assert all(0 < delay <= 5.0 for delay in delays)
+
+
+class TestAnAttemptsBound:
+    """What bounds one connection attempt: ``within``, which must end an attempt at its
+    timeout even when the attempt swallows a cancel, as distributed's connect does on
+    Python 3.10 when a cancel meets a refused connection (CPython gh-86296). A CI run
+    on 3.10 saw an attempt meant to end at 1 s run distributed's own 3 s instead."""
+
+    def test_an_attempt_that_swallows_a_cancel_still_ends_at_its_timeout(self) -> None:
+        swallowed = []
+
+        async def stubborn() -> None:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                swallowed.append(True)
+            await asyncio.sleep(30)
+
+        async def attempt() -> float:
+            started = time.monotonic()
+            with pytest.raises(asyncio.TimeoutError):
+                await within(stubborn(), 0.2)
+            return time.monotonic() - started
+
+        assert asyncio.run(attempt()) < 10.0  # asyncio.wait_for: 30 s, and no error
+        assert swallowed == [True]
+
+    def test_an_attempt_s_result_and_error_are_its_own(self) -> None:
+        async def answer() -> int:
+            await asyncio.sleep(0)
+            return 42
+
+        async def refused() -> None:
+            await asyncio.sleep(0)
+            raise ConnectionRefusedError("refused")
+
+        async def both() -> int:
+            with pytest.raises(ConnectionRefusedError, match="refused"):
+                await within(refused(), 5.0)
+            return await within(answer(), 5.0)
+
+        assert asyncio.run(both()) == 42
+
+    def test_a_cancelled_caller_cancels_its_attempt(self) -> None:
+        async def caller() -> asyncio.Future[None]:
+            attempt = asyncio.ensure_future(asyncio.sleep(30))
+            waiting = asyncio.ensure_future(within(attempt, 30.0))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            return attempt
+
+        assert asyncio.run(caller()).cancelled()
 
 
 class TestLosingTheScheduler:

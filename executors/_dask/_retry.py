@@ -1,6 +1,6 @@
 """Connecting to a scheduler with retries (SPEC §7), with tenacity.
 
-Attempts are bounded (``asyncio.wait_for`` around one ``Client``), waits between them grow
+Attempts are bounded (``within`` around one ``Client``), waits between them grow
 exponentially with jitter from about 0.1 s to 5 s, and no attempt starts once the budget
 is spent. Only connection errors are retried: a server that refuses us (a certificate that
 does not match, encryption required) fails at once, and cancellation is never retried.
@@ -23,7 +23,7 @@ from tenacity import (
 
 from ..exceptions import ConnectError
 
-__all__ = ["BACKOFF", "attempt_timeout", "connect_with_retries", "retryable"]
+__all__ = ["BACKOFF", "attempt_timeout", "connect_with_retries", "retryable", "within"]
 
 T = TypeVar("T")
 
@@ -32,6 +32,7 @@ MAX_WAIT = 5.0  # the longest wait between attempts
 JITTER = 0.1  # up to this many seconds are added to each wait
 FIRST_ATTEMPT_TIMEOUT = 1.0  # seconds the first attempt may take; later ones get longer
 MAX_ATTEMPT_TIMEOUT = 5.0
+RECANCEL_INTERVAL = 0.05  # seconds between the cancels of an attempt that goes on
 
 
 # The wait after each failed attempt: 0.1 s doubling up to 5 s, with up to 0.1 s of jitter.
@@ -42,6 +43,28 @@ def attempt_timeout(attempt: int) -> float:
     """How long attempt number ``attempt`` may take: short at first, since a scheduler
     that is not there costs the whole of it, then longer for a slow one."""
     return min(FIRST_ATTEMPT_TIMEOUT + 0.5 * (attempt - 1), MAX_ATTEMPT_TIMEOUT)
+
+
+async def within(awaitable: Awaitable[T], timeout: float) -> T:
+    """``await awaitable``, cancelled after ``timeout`` seconds (``asyncio.TimeoutError``).
+
+    Unlike ``asyncio.wait_for``, it cancels again until the awaitable has ended: on
+    Python 3.10 a ``wait_for`` inside it (distributed's connect has one) swallows a cancel
+    that arrives just as what it waits for fails (CPython gh-86296), and the attempt would
+    then run on until distributed's own timeout.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait({task}, timeout=timeout)
+    finally:  # on the timeout, and when we are cancelled ourselves
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=RECANCEL_INTERVAL)
+        if not task.cancelled():
+            task.exception()  # retrieved: an error nobody awaits would be logged as lost
+    if task.cancelled():
+        raise asyncio.TimeoutError()
+    return task.result()
 
 
 def retryable(exc: BaseException) -> bool:

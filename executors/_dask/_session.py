@@ -16,7 +16,7 @@ import distributed
 
 from .._logging import get_logger
 from .._run import THREADS_START_AT_EXIT
-from ._retry import connect_with_retries
+from ._retry import connect_with_retries, within
 
 __all__ = ["Session", "WorkerSession", "scheduler_rpc"]
 
@@ -150,7 +150,7 @@ class Session:
             **self._client_kwargs,
         )
         try:
-            await asyncio.wait_for(client, timeout)
+            await within(client, timeout)
         except asyncio.TimeoutError:
             await _close_quietly(client)
             raise TimeoutError(f"no connection to {self.address} within {timeout:.1f} s") from None
