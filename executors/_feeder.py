@@ -234,7 +234,7 @@ class Feeder:
         if future._status is not PENDING:
             return True
         self.in_flight += 1
-        future.add_done_callback(self._ended)
+        future._on_done(self._ended)  # started with the others of its feed (`_start`)
         return False
 
     def _record(self, future: Future[Any] | None) -> None:

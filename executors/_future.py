@@ -222,16 +222,22 @@ class Future(concurrent.futures.Future[T]):
 
         A lazy executor (LocalDaskExecutor) starts computing the Future then: a callback
         is how ``asyncio.wrap_future`` and ``await`` wait for it."""
+        if self._on_done(fn):
+            self._owner.want((self,))
+
+    def _on_done(self, fn: Callable[[Future[T]], Any]) -> bool:
+        """``add_done_callback`` for a caller that starts the Future itself, with others
+        (map's chunks: a LocalDaskExecutor then computes them as one graph, not one graph
+        each). True if the Future was pending (else ``fn`` is called soon)."""
         with _state_lock:
             pending = self._status is PENDING
             if pending:
                 if self._callbacks is None:
                     self._callbacks = []
                 self._callbacks.append(fn)
-        if pending:
-            self._owner.want((self,))
-        else:
+        if not pending:
             self._owner.call_soon(fn, self)
+        return pending
 
     # -- for executors ----------------------------------------------------------------
 
