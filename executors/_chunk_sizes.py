@@ -38,7 +38,7 @@ MAX_TARGET = 0.5  # seconds: nor higher, so an item of half a second or more run
 BUDGET_FACTOR = 2.0  # a chunk ends once it has run this many times its target
 PROBE_GROWTH = 8  # each chunk sent before any has ended, times the one before
 PROBE_MAX = 4096  # items, at most, in such a chunk
-BUFFERED_ITEMS = 2**16
+BUFFERED_ITEMS = 2**17
 
 
 class ChunkSizer:
