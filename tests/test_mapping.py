@@ -84,6 +84,22 @@ class TestBuffer:
         assert 25 <= source.pulled <= 30 + 3 * 10  # the chunk yielded, and the buffer
         results.close()
 
+    def test_a_range_too_long_for_len_maps_with_a_buffer(self, shared_ex: Executor) -> None:
+        results = shared_ex.map(tasks.inc, range(2**64), buffersize=3)  # len() overflows
+        assert [next(results) for _ in range(5)] == [1, 2, 3, 4, 5]
+        results.close()
+
+    @pytest.mark.parametrize("buffersize", [None, 2])
+    @pytest.mark.parametrize("chunksize", ["auto", 3])
+    def test_a_range_is_mapped_item_for_item(
+        self, shared_ex: Executor, chunksize: int | str, buffersize: int | None
+    ) -> None:
+        # A range is not read into a list at the call (it cannot change): its length ends
+        # the map, whatever its step.
+        for numbers in (range(0), range(1), range(7, -8, -3), range(500)):
+            results = shared_ex.map(tasks.inc, numbers, chunksize=chunksize, buffersize=buffersize)
+            assert list(results) == [n + 1 for n in numbers]
+
     def test_without_a_buffer_everything_is_submitted_at_the_call(
         self, shared_ex: Executor
     ) -> None:
