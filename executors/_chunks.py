@@ -97,7 +97,7 @@ class Source:
             zip(*iterables, strict=False) if self.spread else iter(iterables[0])
         )
         self.length: int | None = None  # how many items in all, when known
-        self._exact = False  # the length is what was read, not what len() said
+        self._exact = False  # the length is exact: what was read, or a range's len()
         try:
             self.length = min(len(iterable) for iterable in iterables)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
@@ -115,7 +115,7 @@ class Source:
         that sends the first chunks meanwhile would wait for it (the first result
         too)."""
         if self._exact:
-            return  # a range
+            return  # a range: nothing to read (see __init__)
         read: list[Any] = []
         if self.error is None:
             try:
