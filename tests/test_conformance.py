@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import gc
 import io
 import logging
@@ -413,25 +414,24 @@ class TestSignals:
     def test_started_first_stopped_last_all_before_exit(self, kind: Kind) -> None:
         executor = kind()
         order: list[str] = []
-        receivers = {}
-        for signal in _all_signals():
+        # connected_to disconnects from every sender: blinker's disconnect(r, sender=...)
+        # leaves r in signal.receivers until r is collected, and a task_finished receiver
+        # left there made a later test's executor send task_finished for nobody (a CI
+        # run: test_task_finished_costs_nothing_without_receivers, 21 sends queued, not 1).
+        with contextlib.ExitStack() as connected:
+            for signal in _all_signals():
 
-            def receiver(sender: object, _name: str = signal.name, **kwargs: Any) -> None:
-                order.append(_name)
+                def receiver(sender: object, _name: str = signal.name, **kwargs: Any) -> None:
+                    order.append(_name)
 
-            receivers[signal.name] = receiver
-            signal.connect(receiver, sender=executor)
-        try:
+                connected.enter_context(signal.connected_to(receiver, sender=executor))
             with executor:
                 executor.wait([executor.submit(tasks.inc, i) for i in range(3)])
                 executor.cancel("done")
-            assert order[0] == "executor-started"
-            assert order[-1] == "executor-stopped"
-            assert order.count("task-finished") == 3
-            assert order.index("run-cancelled") > order.index("executor-started")
-        finally:
-            for signal in _all_signals():
-                signal.disconnect(receivers[signal.name], sender=executor)
+        assert order[0] == "executor-started"
+        assert order[-1] == "executor-stopped"
+        assert order.count("task-finished") == 3
+        assert order.index("run-cancelled") > order.index("executor-started")
 
     def test_started_carries_the_dashboard_link(self, kind: Kind) -> None:
         executor = kind()
